@@ -1,0 +1,378 @@
+"""Configuration: one TOML file -> a validated, frozen Config.
+
+Every problem is reported as one line ``config.toml: smtp.port: expected an integer, got 'abc'``.
+Secrets never sit in the file: the file names an environment variable, and the secret is read from that
+variable or from the file named by ``NAME_FILE``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from digest.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "config.toml"
+CONFIG_ENV = "DIGEST_CONFIG"
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "placeholder", "xxx", "replace-me"})
+MIN_SECRET_LENGTH = 32
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class SourceConfig(_Section):
+    base_url: str = "https://huggingface.co"
+    lookback_days: Annotated[int, Field(ge=0, le=30)] = 3
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 20
+    deadline_s: Annotated[float, Field(gt=0, le=3600)] = 300
+    min_upvotes: Annotated[int, Field(ge=0)] = 0
+    user_agent: str = "paper-digest/0.1 (+https://github.com/paper-digest; self-hosted digest)"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return _check_http_url(v)
+
+
+class ScheduleConfig(_Section):
+    cron: str = "0 7 * * *"
+    timezone: str = "UTC"
+    skip_empty: bool = True
+    catch_up: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name like 'Europe/Paris')") from None
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"expected 5 cron fields 'minute hour day month weekday', got {v!r}")
+        return v
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///data/digest.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (v.startswith("sqlite://") or v.startswith("postgresql")):
+            raise ValueError(f"expected a sqlite:/// or postgresql+psycopg:// URL, got {v!r}")
+        return v
+
+
+class SmtpConfig(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str = "DIGEST_SMTP_PASSWORD"
+    from_: str = Field(default="Paper Digest <digest@example.org>", alias="from")
+    pool_size: Annotated[int, Field(ge=1, le=64)] = 4
+    rate_per_s: Annotated[float, Field(ge=0)] = 0
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 30
+    ca_file: str | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 5
+    retry_hours: Annotated[float, Field(gt=0, le=24 * 14)] = 48
+    hard_bounce_limit: Annotated[int, Field(ge=1, le=100)] = 3
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> SmtpConfig:
+        if self.security == "none" and not is_loopback(self.host):
+            raise ValueError(
+                f"security = 'none' sends mail in clear and is allowed only to a loopback host, not {self.host!r}"
+                " (use 'starttls' or 'tls')"
+            )
+        return self
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        if any(c in v for c in "\r\n\0"):
+            raise ValueError("must be one line")
+        if "@" not in v:
+            raise ValueError(f"expected an address like 'Paper Digest <digest@example.org>', got {v!r}")
+        return v
+
+
+class WebConfig(_Section):
+    base_url: str = "https://digest.example.org"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    trust_proxy: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return _check_http_url(v).rstrip("/")
+
+
+class SecurityConfig(_Section):
+    secret_key_env: str = "DIGEST_SECRET_KEY"
+    secret_key_file: str | None = None
+
+
+class DigestConfig(_Section):
+    max_papers: Annotated[int, Field(ge=1, le=500)] = 30
+    list_id: str = "paper-digest.example.org"
+    postal_address: str = "Paper Digest, 1 Example Street, 00000 Example City"
+    admin_email: str | None = None
+    unsubscribe_mailto: str | None = None
+    dkim_key_file: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    title: str = "Paper digest"
+
+    @field_validator("list_id", "postal_address", "title")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if any(c in v for c in "\r\n\0"):
+            raise ValueError("must be one line")
+        return v
+
+    @model_validator(mode="after")
+    def _dkim_complete(self) -> DigestConfig:
+        given = [self.dkim_key_file, self.dkim_selector, self.dkim_domain]
+        if any(given) and not all(given):
+            raise ValueError("DKIM needs all three of dkim_key_file, dkim_selector and dkim_domain")
+        return self
+
+
+class SubscriberEntry(_Section):
+    email: str
+    rules: Annotated[list[str], Field(min_length=1)]
+    name: str | None = None
+    cadence: Literal["daily", "weekly"] = "daily"
+    weekday: str = "mon"
+
+    @field_validator("weekday")
+    @classmethod
+    def _weekday(cls, v: str) -> str:
+        if v.lower()[:3] not in WEEKDAYS:
+            raise ValueError(f"expected one of {', '.join(WEEKDAYS)}, got {v!r}")
+        return v.lower()[:3]
+
+
+class Config(_Section):
+    """The whole validated configuration. ``path`` is where it was read from (relative paths resolve there)."""
+
+    source: SourceConfig = SourceConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    web: WebConfig = WebConfig()
+    security: SecurityConfig = SecurityConfig()
+    digest: DigestConfig = DigestConfig()
+    subscribers: list[SubscriberEntry] = []
+    path: Path = Path(DEFAULT_CONFIG_NAME)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, with a relative SQLite path made relative to the config file."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve(url[len(prefix) :]).absolute())
+        return url
+
+    def smtp_password(self) -> str | None:
+        if not self.smtp.username:
+            return None
+        return read_secret(self.smtp.password_env, self.path, "smtp.password_env", required=True)
+
+    def secret_key(self) -> str:
+        """The key that signs tokens: from the environment, else ``security.secret_key_file``."""
+        key = read_secret(self.security.secret_key_env, self.path, "security.secret_key_env", required=False)
+        if key is None and self.security.secret_key_file:
+            file = self.resolve(self.security.secret_key_file)
+            try:
+                key = file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    [f"{self.path}: security.secret_key_file: cannot read {file} ({exc.strerror})"]
+                ) from None
+        if key is None:
+            raise ConfigError(
+                [
+                    f"{self.path}: security.secret_key_env: set ${self.security.secret_key_env} "
+                    f"(or ${self.security.secret_key_env}_FILE, or security.secret_key_file) to a random key; "
+                    "'digest init' makes one"
+                ]
+            )
+        if key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                [
+                    f"{self.path}: security.secret_key_env: the secret key is a placeholder or shorter than "
+                    f"{MIN_SECRET_LENGTH} characters; generate one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                ]
+            )
+        return key
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_http_url(v: str) -> str:
+    if not (v.startswith("https://") or v.startswith("http://")) or any(c in v for c in "\r\n\0 "):
+        raise ValueError(f"expected an http(s) URL, got {v!r}")
+    return v
+
+
+def read_secret(env_name: str, path: Path, key: str, *, required: bool) -> str | None:
+    """A secret from ``$NAME`` or from the file named by ``$NAME_FILE`` (Docker secrets)."""
+    value = os.environ.get(env_name)
+    if value:
+        return value.strip()
+    file_name = os.environ.get(f"{env_name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                [f"{path}: {key}: cannot read ${env_name}_FILE={file_name} ({exc.strerror})"]
+            ) from None
+    if required:
+        raise ConfigError(
+            [f"{path}: {key}: set ${env_name} or ${env_name}_FILE (secrets never sit in the file)"]
+        )
+    return None
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate the config file; raise ConfigError with one line per problem."""
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path}: not found (run 'digest init' to write one, or pass --config / set ${CONFIG_ENV})"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate already-parsed TOML data."""
+    if "path" in data:
+        raise ConfigError([f"{path}: path: unknown key"])
+    try:
+        return Config.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        raise ConfigError([f"{path}: {_describe(err, data)}" for err in exc.errors()]) from None
+
+
+_EXPECTED = {
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "model_type": "expected a table",
+    "dict_type": "expected a table",
+}
+
+
+def _describe(err: Any, data: Mapping[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    kind = err["type"]
+    key = ".".join(loc) if loc else "(top level)"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key{_did_you_mean(loc, data)}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    if kind in _EXPECTED:
+        return f"{key}: {_EXPECTED[kind]}, got {err['input']!r}"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{key}: expected one of {expected}, got {err['input']!r}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{key}: {err['msg'].lower()}, got {err['input']!r}"
+    if kind == "too_short":
+        return f"{key}: must not be empty"
+    if kind == "value_error":
+        msg = str(err.get("ctx", {}).get("error", err["msg"]))
+        if err["loc"] and str(err["loc"][-1]) == "from_":
+            key = ".".join(loc[:-1] + ["from"])
+        return f"{key}: {msg}"
+    return f"{key}: {err['msg']}"
+
+
+def _did_you_mean(loc: list[str], data: Mapping[str, Any]) -> str:
+    model: Any = Config
+    for part in loc[:-1]:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return ""
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        model = inner[0] if inner and isinstance(inner[0], type) else ann
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    names = [(f.alias or n) for n, f in model.model_fields.items() if n != "path"]
+    close = difflib.get_close_matches(loc[-1], names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(names)})"
+
+
+def new_secret_key() -> str:
+    return secrets.token_urlsafe(48)
+
+
+EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")

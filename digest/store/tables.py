@@ -1,0 +1,161 @@
+"""The tables (DESIGN.md section 6) as SQLModel models. Migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+# Naming convention so Alembic batch migrations on SQLite can find constraints by name.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TZ = sa.DateTime(timezone=True)
+
+
+class PaperRow(SQLModel, table=True):
+    __tablename__ = "paper"
+
+    id: str = Field(primary_key=True, max_length=32)
+    title: str
+    summary: str = Field(sa_type=sa.Text)
+    authors: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    upvotes: int = 0
+    num_comments: int = 0
+    published_at: datetime | None = Field(default=None, sa_type=TZ)
+    daily_date: date = Field(index=True)
+    ai_summary: str | None = Field(default=None, sa_type=sa.Text)
+    ai_keywords: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    github_repo: str | None = None
+    github_stars: int | None = None
+    project_page: str | None = None
+    thumbnail_url: str | None = None
+    organization: str | None = None
+    organization_handle: str | None = None
+    first_seen_at: datetime = Field(sa_type=TZ)
+    last_seen_at: datetime = Field(sa_type=TZ)
+
+
+class SubscriberRow(SQLModel, table=True):
+    __tablename__ = "subscriber"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True})
+    name: str | None = None
+    status: str = Field(default="pending", max_length=16, index=True)
+    cadence: str = Field(default="daily", max_length=8)
+    weekday: int = 0
+    managed_by_config: bool = False
+    created_at: datetime = Field(sa_type=TZ)
+    updated_at: datetime = Field(sa_type=TZ)
+    confirmed_at: datetime | None = Field(default=None, sa_type=TZ)
+    unsubscribed_at: datetime | None = Field(default=None, sa_type=TZ)
+    last_digest_at: datetime | None = Field(default=None, sa_type=TZ)
+    last_confirmation_sent_at: datetime | None = Field(default=None, sa_type=TZ)
+    hard_bounces: int = 0
+    # Consent record: when, through what, from where (kept as the law needs, even after deletion).
+    consent_at: datetime | None = Field(default=None, sa_type=TZ)
+    consent_source: str | None = None
+    consent_ip: str | None = None
+    consent_user_agent: str | None = None
+    consent_form: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # Bumped to invalidate every link already mailed (after "delete all my data").
+    token_version: int = 0
+
+
+class RuleRow(SQLModel, table=True):
+    __tablename__ = "rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("subscriber.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    position: int = 0
+    name: str = ""
+    query: str = Field(max_length=500)
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_date: date = Field(sa_column_kwargs={"unique": True})
+    status: str = Field(default="running", max_length=16)  # running | done | failed
+    owner: str | None = None
+    started_at: datetime = Field(sa_type=TZ)
+    heartbeat_at: datetime | None = Field(default=None, sa_type=TZ)
+    finished_at: datetime | None = Field(default=None, sa_type=TZ)
+    papers_fetched: int = 0
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    report: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class DeliveryRow(SQLModel, table=True):
+    __tablename__ = "delivery"
+    __table_args__ = (sa.UniqueConstraint("run_id", "subscriber_id", name="uq_delivery_run_subscriber"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("run.id", ondelete="CASCADE"), nullable=False)
+    )
+    subscriber_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("subscriber.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    state: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    last_reply: str | None = Field(default=None, sa_type=sa.Text)
+    paper_ids: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    message_id: str | None = None
+    first_attempt_at: datetime | None = Field(default=None, sa_type=TZ)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=TZ)
+    updated_at: datetime = Field(sa_type=TZ)
+
+
+class DeliveredPaperRow(SQLModel, table=True):
+    __tablename__ = "delivered_paper"
+
+    subscriber_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True)
+    )
+    paper_id: str = Field(
+        sa_column=sa.Column(sa.String(32), sa.ForeignKey("paper.id", ondelete="CASCADE"), primary_key=True)
+    )
+    run_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.Integer, sa.ForeignKey("run.id", ondelete="SET NULL"))
+    )
+    delivered_at: datetime = Field(sa_type=TZ)
+
+
+class AlertRow(SQLModel, table=True):
+    """One admin alert per problem per day (the unique key is the deduplication)."""
+
+    __tablename__ = "alert"
+    __table_args__ = (sa.UniqueConstraint("day", "problem", name="uq_alert_day_problem"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    day: date
+    problem: str = Field(max_length=64)
+    detail: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(sa_type=TZ)
+    sent_at: datetime | None = Field(default=None, sa_type=TZ)
+
+
+paper = PaperRow.__table__  # type: ignore[attr-defined]
+subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
+rule = RuleRow.__table__  # type: ignore[attr-defined]
+run = RunRow.__table__  # type: ignore[attr-defined]
+delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
+delivered_paper = DeliveredPaperRow.__table__  # type: ignore[attr-defined]
+alert = AlertRow.__table__  # type: ignore[attr-defined]
+metadata = SQLModel.metadata

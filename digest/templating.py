@@ -1,0 +1,39 @@
+"""The one Jinja environment factory for mail and web templates (pure: templates ship in the package)."""
+
+from __future__ import annotations
+
+from functools import cache
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+
+def safe_url(value: object) -> str:
+    """The URL when it is http(s) and one clean line, else '' (so no javascript: or data: link is rendered)."""
+    if not isinstance(value, str):
+        return ""
+    url = value.strip()
+    if any(c in url for c in "\r\n\0\t ") or any(ord(c) < 32 for c in url):
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    return url
+
+
+@cache
+def environment() -> Environment:
+    """Autoescaped for .html/.html.j2, not for .txt.j2; undefined variables are errors."""
+    env = Environment(
+        loader=PackageLoader("digest", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2", "htm"), default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["safe_url"] = safe_url
+    return env
