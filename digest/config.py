@@ -348,7 +348,7 @@ def _describe(err: Any, data: Mapping[str, Any]) -> str:
     if kind == "value_error":
         msg = str(err.get("ctx", {}).get("error", err["msg"]))
         if err["loc"] and str(err["loc"][-1]) == "from_":
-            key = ".".join(loc[:-1] + ["from"])
+            key = ".".join([*loc[:-1], "from"])
         return f"{key}: {msg}"
     return f"{key}: {err['msg']}"
 

@@ -170,3 +170,35 @@ class RunReport:
             "error": self.error,
             "problems": list(self.problems),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Characters ``text[start:end]`` of a paper field (``title``, ``summary`` or ``ai_summary``) to highlight."""
+
+    field: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why one rule matched one paper: the query terms that matched, where, and what to highlight."""
+
+    rule: str  # the rule's label (its name, else its query)
+    terms: tuple[str, ...]  # e.g. ("diffusion", "large language model")
+    fields: tuple[str, ...]  # e.g. ("title", "abstract"): fields are title, abstract, keyword, author, org
+    spans: tuple[Span, ...] = ()
+
+    def describe(self) -> str:
+        """'diffusion in title, abstract' — the line shown in the mail."""
+        terms = ", ".join(self.terms) or self.rule
+        return f"{terms} in {', '.join(self.fields)}" if self.fields else terms
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedPaper:
+    """A paper selected for a subscriber, with one explanation per rule that matched it (first rule first)."""
+
+    paper: Paper
+    why: tuple[Explanation, ...]
