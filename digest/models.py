@@ -119,6 +119,7 @@ class Subscriber:
     cadence: Cadence = Cadence.DAILY
     weekday: int = 0  # 0 = Monday; used when cadence is weekly
     managed_by_config: bool = False
+    token_version: int = 0  # part of every mailed link; bumping it revokes them all
 
 
 @dataclass(frozen=True, slots=True)
