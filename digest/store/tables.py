@@ -93,6 +93,8 @@ class RunRow(SQLModel, table=True):
     owner: str | None = None
     started_at: datetime = Field(sa_type=TZ)
     heartbeat_at: datetime | None = Field(default=None, sa_type=TZ)
+    # Set when the outbox rows of this run are written (planning happens once per date).
+    planned_at: datetime | None = Field(default=None, sa_type=TZ)
     finished_at: datetime | None = Field(default=None, sa_type=TZ)
     papers_fetched: int = 0
     error: str | None = Field(default=None, sa_type=sa.Text)
