@@ -26,7 +26,9 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30}, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; take it over so BEGIN IMMEDIATE works.
+        # pysqlite's own transaction handling defers BEGIN; take it over. Every transaction starts with
+        # BEGIN IMMEDIATE: a read-then-write transaction (the conditional claims) would otherwise fail with
+        # SQLITE_BUSY_SNAPSHOT under WAL when another process wrote in between, instead of waiting its turn.
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
@@ -46,7 +48,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def redact(url: str) -> str:

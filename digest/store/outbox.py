@@ -1,0 +1,425 @@
+"""Runs and the delivery outbox: the state that makes sending crash-safe and never twice.
+
+- The ``run`` row for a date is the lock: one live owner at a time; a dead owner's run is taken over.
+- A ``delivery`` row per (run, subscriber) is written before any send (planning, one transaction).
+- Rows are claimed with a conditional update (``pending|retry -> sending``); only one process wins a row.
+- ``sent`` and the ``delivered_paper`` rows are written in the same transaction.
+- A row left in ``sending`` by a dead owner becomes ``uncertain`` (RFC 1047): reported, never resent blindly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.errors import RunLockedError
+from digest.models import DeliveryState
+from digest.store.tables import alert, delivered_paper, delivery, run, subscriber
+
+#: A run whose owner has not written a heartbeat for this long is considered dead.
+STALE_AFTER = timedelta(minutes=3)
+
+
+def this_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """False when the owner is a process on this host that no longer exists."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine: only the heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunClaim:
+    id: int
+    run_date: date
+    planned: bool
+    finished: bool  # the run had already finished: nothing new to send
+    took_over: bool
+
+
+def claim_run(engine: sa.Engine, run_date: date, now: datetime, owner: str | None = None) -> RunClaim:
+    """Take the run for ``run_date``; RunLockedError while a live process holds it."""
+    owner = owner or this_owner()
+    for _ in range(3):
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(run).where(run.c.run_date == run_date)).mappings().first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        new_id = conn.execute(
+                            run.insert().values(
+                                run_date=run_date,
+                                status="running",
+                                owner=owner,
+                                started_at=now,
+                                heartbeat_at=now,
+                                papers_fetched=0,
+                            )
+                        ).inserted_primary_key
+                except sa.exc.IntegrityError:
+                    continue  # another process created it first: read it again
+                assert new_id is not None
+                return RunClaim(int(new_id[0]), run_date, planned=False, finished=False, took_over=False)
+            if row["status"] == "done":
+                return RunClaim(row["id"], run_date, planned=True, finished=True, took_over=False)
+            heartbeat = _aware(row["heartbeat_at"])
+            if (
+                row["status"] == "running"
+                and row["owner"] != owner
+                and _owner_alive(row["owner"])
+                and heartbeat is not None
+                and now - heartbeat < STALE_AFTER
+            ):
+                raise RunLockedError(
+                    f"the run for {run_date} is in progress in another process ({row['owner']}); nothing to do here"
+                )
+            # Failed, unfinished, or held by a dead process: take it over with a conditional update.
+            taken = conn.execute(
+                run.update()
+                .where(run.c.id == row["id"], run.c.status == row["status"], _same(run.c.owner, row["owner"]))
+                .values(status="running", owner=owner, heartbeat_at=now, error=None)
+            ).rowcount
+            if taken != 1:
+                continue
+            # Whatever the dead owner left in flight may or may not have reached the server.
+            conn.execute(
+                delivery.update()
+                .where(delivery.c.run_id == row["id"], delivery.c.state == DeliveryState.SENDING)
+                .values(
+                    state=DeliveryState.UNCERTAIN,
+                    last_reply="process stopped while sending; not resent (RFC 1047)",
+                    updated_at=now,
+                )
+            )
+            return RunClaim(
+                row["id"], run_date, planned=row["planned_at"] is not None, finished=False, took_over=True
+            )
+    raise RunLockedError(f"could not take the run for {run_date}: it changed hands repeatedly")
+
+
+def _same(column: Any, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def heartbeat(engine: sa.Engine, run_id: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(run.update().where(run.c.id == run_id).values(heartbeat_at=now))
+
+
+def finish_run(
+    engine: sa.Engine,
+    run_id: int,
+    status: str,
+    now: datetime,
+    *,
+    papers_fetched: int | None = None,
+    error: str | None = None,
+    report: dict[str, Any] | None = None,
+) -> None:
+    values: dict[str, Any] = {"status": status, "finished_at": now, "heartbeat_at": now, "error": error}
+    if papers_fetched is not None:
+        values["papers_fetched"] = papers_fetched
+    if report is not None:
+        values["report"] = report
+    with engine.begin() as conn:
+        conn.execute(run.update().where(run.c.id == run_id).values(**values))
+
+
+def last_run(engine: sa.Engine) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(run).order_by(run.c.run_date.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    subscriber_id: int
+    paper_ids: Sequence[str]  # all matched, in mail order; an empty list means skipped (nothing new)
+
+
+def write_plan(engine: sa.Engine, run_id: int, plan: Iterable[PlannedDelivery], now: datetime) -> int:
+    """Insert the outbox rows of a run and mark it planned, in one transaction. Returns rows written."""
+    rows = [
+        {
+            "run_id": run_id,
+            "subscriber_id": p.subscriber_id,
+            "state": DeliveryState.PENDING if p.paper_ids else DeliveryState.SKIPPED,
+            "attempts": 0,
+            "paper_ids": list(p.paper_ids),
+            "updated_at": now,
+        }
+        for p in plan
+    ]
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 5000):
+            conn.execute(delivery.insert(), rows[start : start + 5000])
+        conn.execute(run.update().where(run.c.id == run_id).values(planned_at=now, heartbeat_at=now))
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    run_id: int
+    subscriber_id: int
+    paper_ids: list[str]
+    attempts: int
+    first_attempt_at: datetime | None
+
+
+def claim_deliveries(engine: sa.Engine, run_ids: Sequence[int], now: datetime, limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` due rows (pending, or retry whose time has come): ``-> sending``, conditionally."""
+    due = sa.and_(
+        delivery.c.run_id.in_(run_ids),
+        sa.or_(
+            delivery.c.state == DeliveryState.PENDING,
+            sa.and_(delivery.c.state == DeliveryState.RETRY, delivery.c.next_attempt_at <= now),
+        ),
+    )
+    with engine.begin() as conn:
+        candidates = conn.execute(
+            sa.select(delivery.c.id, delivery.c.state).where(due).order_by(delivery.c.id).limit(limit)
+        ).all()
+        if not candidates:
+            return []
+        claimed: list[Claimed] = []
+        for state in {s for _, s in candidates}:
+            ids = [i for i, s in candidates if s == state]
+            result = conn.execute(
+                delivery.update()
+                .where(delivery.c.id.in_(ids), delivery.c.state == state)
+                .values(
+                    state=DeliveryState.SENDING,
+                    attempts=delivery.c.attempts + 1,
+                    first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, now),
+                    updated_at=now,
+                )
+                .returning(
+                    delivery.c.id,
+                    delivery.c.run_id,
+                    delivery.c.subscriber_id,
+                    delivery.c.paper_ids,
+                    delivery.c.attempts,
+                    delivery.c.first_attempt_at,
+                )
+            )
+            claimed.extend(
+                Claimed(
+                    r.id,
+                    r.run_id,
+                    r.subscriber_id,
+                    list(r.paper_ids or []),
+                    r.attempts,
+                    _aware(r.first_attempt_at),
+                )
+                for r in result
+            )
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+def next_retry_at(engine: sa.Engine, run_ids: Sequence[int]) -> datetime | None:
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.select(sa.func.min(delivery.c.next_attempt_at)).where(
+                delivery.c.run_id.in_(run_ids), delivery.c.state == DeliveryState.RETRY
+            )
+        ).scalar()
+    return _aware(value)
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed delivery, to be recorded."""
+
+    claimed: Claimed
+    state: DeliveryState
+    reply: str
+    delivered: Sequence[str] = ()  # paper ids shown in the sent mail
+    message_id: str | None = None
+    next_attempt_at: datetime | None = None
+    permanent_failure: bool = False
+
+
+@dataclass
+class Recorded:
+    bounced: list[int] = field(default_factory=list)
+
+
+def record_outcomes(
+    engine: sa.Engine, outcomes: Sequence[Outcome], now: datetime, *, hard_bounce_limit: int
+) -> Recorded:
+    """Write the results of a batch in one transaction: ``sent`` together with its ``delivered_paper`` rows."""
+    result = Recorded()
+    if not outcomes:
+        return result
+    with engine.begin() as conn:
+        delivered_rows: list[dict[str, Any]] = []
+        sent_subscribers: list[int] = []
+        for o in outcomes:
+            conn.execute(
+                delivery.update()
+                .where(delivery.c.id == o.claimed.id, delivery.c.state == DeliveryState.SENDING)
+                .values(
+                    state=o.state,
+                    last_reply=o.reply[:1000],
+                    message_id=o.message_id,
+                    next_attempt_at=o.next_attempt_at,
+                    updated_at=now,
+                )
+            )
+            if o.state == DeliveryState.SENT:
+                sent_subscribers.append(o.claimed.subscriber_id)
+                delivered_rows.extend(
+                    {
+                        "subscriber_id": o.claimed.subscriber_id,
+                        "paper_id": pid,
+                        "run_id": o.claimed.run_id,
+                        "delivered_at": now,
+                    }
+                    for pid in o.delivered
+                )
+            elif o.permanent_failure:
+                bounced = conn.execute(
+                    subscriber.update()
+                    .where(subscriber.c.id == o.claimed.subscriber_id)
+                    .values(hard_bounces=subscriber.c.hard_bounces + 1, updated_at=now)
+                    .returning(subscriber.c.hard_bounces)
+                ).scalar()
+                if bounced is not None and bounced >= hard_bounce_limit:
+                    conn.execute(
+                        subscriber.update()
+                        .where(subscriber.c.id == o.claimed.subscriber_id, subscriber.c.status == "active")
+                        .values(status="bounced", updated_at=now)
+                    )
+                    result.bounced.append(o.claimed.subscriber_id)
+        if delivered_rows:
+            _insert_ignore(conn, delivered_paper, delivered_rows, ["subscriber_id", "paper_id"])
+        if sent_subscribers:
+            conn.execute(
+                subscriber.update()
+                .where(subscriber.c.id.in_(sent_subscribers))
+                .values(last_digest_at=now, hard_bounces=0)
+            )
+    return result
+
+
+def release(engine: sa.Engine, claimed: Sequence[Claimed], now: datetime, reason: str) -> None:
+    """Give back rows that were claimed but never handed to the server (nothing was sent)."""
+    if not claimed:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            delivery.update()
+            .where(delivery.c.id.in_([c.id for c in claimed]), delivery.c.state == DeliveryState.SENDING)
+            .values(
+                state=DeliveryState.PENDING,
+                attempts=sa.case((delivery.c.attempts > 0, delivery.c.attempts - 1), else_=0),
+                last_reply=reason[:1000],
+                updated_at=now,
+            )
+        )
+
+
+def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
+def retry_runs(engine: sa.Engine, since: datetime) -> list[int]:
+    """Runs (other than live ones) that still have retry rows younger than the retry deadline."""
+    with engine.connect() as conn:
+        return [
+            r
+            for (r,) in conn.execute(
+                sa.select(delivery.c.run_id)
+                .where(delivery.c.state == DeliveryState.RETRY, delivery.c.first_attempt_at >= since)
+                .distinct()
+            )
+        ]
+
+
+def expire_retries(engine: sa.Engine, before: datetime, now: datetime) -> int:
+    """Retry rows whose first attempt is older than the deadline become failed."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                delivery.update()
+                .where(delivery.c.state == DeliveryState.RETRY, delivery.c.first_attempt_at < before)
+                .values(
+                    state=DeliveryState.FAILED, last_reply="gave up: retry deadline passed", updated_at=now
+                )
+            ).rowcount
+        )
+
+
+def state_counts(engine: sa.Engine, run_id: int) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(delivery.c.state, sa.func.count())
+            .where(delivery.c.run_id == run_id)
+            .group_by(delivery.c.state)
+        ).all()
+    return {state: int(n) for state, n in rows}
+
+
+def record_alert(engine: sa.Engine, day: date, problem: str, detail: str, now: datetime) -> bool:
+    """Insert the alert for (day, problem); False when it was already raised today (deduplication)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(alert.insert().values(day=day, problem=problem[:64], detail=detail, created_at=now))
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+def mark_alert_sent(engine: sa.Engine, day: date, problem: str, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            alert.update().where(alert.c.day == day, alert.c.problem == problem[:64]).values(sent_at=now)
+        )
+
+
+def recent_alerts(engine: sa.Engine, since: date) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(alert).where(alert.c.day >= since).order_by(alert.c.created_at.desc())
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def retry_backoff(attempts: int, base: float) -> timedelta:
+    """Exponential backoff for a temporary failure: base, 2*base, 4*base... capped at 6 hours."""
+    return timedelta(seconds=min(base * (2 ** max(0, attempts - 1)), 6 * 3600))
