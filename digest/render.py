@@ -1,0 +1,447 @@
+"""The digest email: subject, plain text and HTML from a subscriber's matched papers (pure: no I/O).
+
+The HTML is built for mail clients: table layout, inline styles, dark mode and phone rules in <style>.
+CSS is inlined with css-inline once per process, not per message: the template marks elements with
+``css="class names"`` and, when the template is loaded, each mark becomes ``class="…" style="…"`` with the
+style css-inline computed for those classes from ``templates/email/digest.css``. Rendering a message is then
+one Jinja render, with no HTML parsing (css-inline on every message costs more than the whole budget).
+
+Scraped text is untrusted: the HTML template autoescapes, highlights are built by escaping every piece, links
+go through ``safe_url`` (http(s) only), and control characters never reach either part.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cache, lru_cache
+from importlib import resources
+from urllib.parse import urlsplit
+
+import css_inline
+from jinja2 import Template
+from markupsafe import Markup, escape
+
+from digest.errors import DigestError
+from digest.models import Explanation, MatchedPaper, Paper, RenderedEmail, Rule
+from digest.templating import environment, safe_url
+
+__all__ = ["DigestContext", "clear_caches", "render_digest"]
+
+HTML_TEMPLATE = "email/digest.html.j2"
+TEXT_TEMPLATE = "email/digest.txt.j2"
+SUBJECT_TEMPLATE = "email/subject.txt.j2"
+PAPER_HTML_TEMPLATE = "email/partials/paper.html.j2"
+PAPER_TEXT_TEMPLATE = "email/partials/paper.txt.j2"
+
+AUTHORS_SHOWN = 3
+ABSTRACT_CHARS = 400
+SUBJECT_MAX = 120
+SUBJECT_LABELS_MAX = 60
+LABEL_MAX = 40
+PREHEADER_MAX = 140
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+# C0/C1 controls (but tab and newline) and the line/paragraph separators become spaces. Same length, so the
+# character offsets of Explanation.spans stay valid after cleaning.
+_CONTROL_TO_SPACE = {c: " " for c in [*range(0, 9), *range(11, 32), *range(127, 160), 0x2028, 0x2029]}
+# Certainly accepted by safe_url (scheme, host, no space/control/bracket): skip its slower checks.
+_PLAIN_HTTP_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?\Z"
+)
+_CSS_MARK = re.compile(r'\bcss="([A-Za-z0-9_ -]+)"')
+_SIMPLE_CLASS_RULE = re.compile(r"\.([A-Za-z0-9_-]+)\s*\{")
+
+
+@dataclass(frozen=True, slots=True)
+class DigestContext:
+    """Everything one subscriber's digest shows.
+
+    ``papers`` is the flat list of matches; each paper is shown once, under the rule of its first explanation
+    (``why[0].rule``). Groups follow the order of ``rules`` (by label); papers within a group are ordered by
+    upvotes, highest first. When there are more than ``max_papers`` matches, the most upvoted are shown and the
+    rest are counted in "and N more on huggingface.co/papers". ``base_url`` is the Hugging Face site (the
+    source's base URL), used for that link.
+    """
+
+    recipient: str
+    run_date: date
+    papers: Sequence[MatchedPaper]
+    rules: Sequence[Rule]
+    manage_url: str
+    unsubscribe_url: str
+    postal_address: str = ""
+    name: str | None = None
+    max_papers: int = 30
+    title: str = "Paper Digest"
+    base_url: str = "https://huggingface.co"
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperView:
+    url: str
+    title: str
+    title_html: Markup
+    authors: str
+    organization: str
+    upvotes: int
+    upvotes_word: str
+    comments: str
+    summary: str
+    summary_html: Markup
+    why: str
+    links: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperParts:
+    title: str
+    html: Markup
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupView:
+    label: str
+    count: str
+    papers: tuple[_PaperParts, ...]
+
+
+def render_digest(ctx: DigestContext) -> RenderedEmail:
+    """Render one subscriber's digest: a one-line subject, the plain-text part and the HTML part.
+
+    Raises DigestError when the manage or unsubscribe URL is not an http(s) URL (every digest must carry
+    working links to both; the URLs come from ``[web] base_url``).
+    """
+    manage_url = safe_url(ctx.manage_url)
+    unsubscribe_url = safe_url(ctx.unsubscribe_url)
+    if not unsubscribe_url or not manage_url:
+        raise DigestError(
+            "the digest's manage and unsubscribe links must be http(s) URLs: check [web] base_url in the config"
+        )
+
+    chosen = _select(ctx.papers, ctx.max_papers)
+    more = len(ctx.papers) - len(chosen)
+    groups = _group(chosen, ctx.rules)
+    total = len(ctx.papers)
+
+    labels = [_one_line(g.label) for g in groups]
+    rule_labels = [_one_line(r.label) for r in ctx.rules] or labels
+    date_long = f"{_DAYS[ctx.run_date.weekday()]} {ctx.run_date.day} {_MONTHS[ctx.run_date.month - 1]} {ctx.run_date.year}"
+    date_short = (
+        f"{_DAYS[ctx.run_date.weekday()][:3]} {ctx.run_date.day} {_MONTHS[ctx.run_date.month - 1][:3]}"
+    )
+    shown = len(chosen)
+    count_line = f"{_plural(total, 'new paper')} matched your rules"
+    if more:
+        count_line += f"; here are the {shown} most upvoted."
+    else:
+        count_line += "."
+
+    hf = urlsplit(ctx.base_url)
+    more_label = f"{hf.netloc or 'huggingface.co'}/papers"
+    more_url = safe_url(f"{ctx.base_url.rstrip('/')}/papers/date/{ctx.run_date.isoformat()}")
+    title = _one_line(ctx.title) or "Paper Digest"
+
+    subject = _render_subject(total, labels, date_short)
+    preheader = _preheader([p for g in groups for p in g.papers])
+    values = {
+        "subject": subject,
+        "title": title,
+        "date_long": date_long,
+        "greeting": _one_line(ctx.name or ""),
+        "count_line": count_line,
+        "groups": groups,
+        "show_groups": len(groups) > 1 or len(ctx.rules) > 1,
+        "more": more,
+        "more_url": more_url,
+        "more_label": more_label,
+        "recipient": _one_line(ctx.recipient),
+        "rules": rule_labels,
+        "manage_url": manage_url,
+        "unsubscribe_url": unsubscribe_url,
+        "postal_lines": [line for line in (_one_line(x) for x in ctx.postal_address.splitlines()) if line],
+        "preheader": preheader,
+    }
+    html = _html_template(HTML_TEMPLATE).render(values, head_css=_head_css(), preheader_pad=_PREHEADER_PAD)
+    text = _text_template(TEXT_TEMPLATE).render(values)
+    return RenderedEmail(subject=subject, text=text, html=html, preheader=preheader)
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+
+def _select(papers: Sequence[MatchedPaper], max_papers: int) -> list[MatchedPaper]:
+    """The papers to show: each paper once (first occurrence), the most upvoted when capped."""
+    seen: set[str] = set()
+    unique: list[MatchedPaper] = []
+    for mp in papers:
+        if mp.paper.id not in seen:
+            seen.add(mp.paper.id)
+            unique.append(mp)
+    if max_papers >= 0 and len(unique) > max_papers:
+        unique = sorted(unique, key=_trending)[:max_papers]
+    return unique
+
+
+def _trending(mp: MatchedPaper) -> tuple[int, int, str]:
+    # Upvotes, then comments, then id: a stable order, so golden files and re-renders agree.
+    return (-mp.paper.upvotes, -mp.paper.num_comments, mp.paper.id)
+
+
+def _group(papers: list[MatchedPaper], rules: Sequence[Rule]) -> tuple[_GroupView, ...]:
+    by_label: dict[str, list[MatchedPaper]] = {r.label: [] for r in rules}
+    for mp in papers:
+        label = mp.why[0].rule if mp.why else ""
+        by_label.setdefault(label, []).append(mp)
+    groups = []
+    for label, members in by_label.items():
+        if not members:
+            continue
+        members.sort(key=_trending)
+        shown_label = _clip(_one_line(label), LABEL_MAX) or "your rules"
+        groups.append(
+            _GroupView(
+                label=shown_label,
+                count=_plural(len(members), "paper"),
+                papers=tuple(_paper_parts(mp) for mp in members),
+            )
+        )
+    return tuple(groups)
+
+
+# ---------------------------------------------------------------------------------------------- one paper
+
+
+@lru_cache(maxsize=4096)
+def _paper_parts(mp: MatchedPaper) -> _PaperParts:
+    """One paper's HTML and text blocks. Cached: in a run, every subscriber whose rules matched the same
+    paper for the same reasons gets the same blocks, so each is rendered once per run, not once per mail."""
+    view = _paper_view(mp)
+    return _PaperParts(
+        title=view.title,
+        html=Markup(_html_template(PAPER_HTML_TEMPLATE).render(p=view)),
+        text=_text_template(PAPER_TEXT_TEMPLATE).render(p=view).strip("\n"),
+    )
+
+
+def clear_caches() -> None:
+    """Forget the cached paper blocks (benchmarks use it to measure the uncached cost)."""
+    _paper_parts.cache_clear()
+
+
+def _paper_view(mp: MatchedPaper) -> _PaperView:
+    p = mp.paper
+    spans = _spans_by_field(mp.why)
+    title = p.title.translate(_CONTROL_TO_SPACE)
+    if p.ai_summary:
+        summary_raw = p.ai_summary.translate(_CONTROL_TO_SPACE)
+        cut = len(summary_raw)
+        summary_spans = spans.get("ai_summary", ())
+        ellipsis = ""
+    else:
+        summary_raw = p.summary.translate(_CONTROL_TO_SPACE)
+        cut = _cut_at_word(summary_raw, ABSTRACT_CHARS)
+        summary_spans = spans.get("summary", ())
+        ellipsis = "…" if cut < len(summary_raw.rstrip()) else ""
+    summary_html = _highlight(summary_raw, summary_spans, cut)
+    if ellipsis:
+        summary_html = Markup(summary_html + ellipsis)
+    authors = ", ".join(_one_line(a) for a in p.authors[:AUTHORS_SHOWN])
+    authors_line = authors + (" et al." if len(p.authors) > AUTHORS_SHOWN else "")
+    return _PaperView(
+        url=_link(p.url),
+        title=" ".join(title.split()),
+        title_html=_highlight(title, spans.get("title", ()), len(title)),
+        authors=authors_line,
+        organization=_one_line(p.organization or ""),
+        upvotes=p.upvotes,
+        upvotes_word="upvote" if p.upvotes == 1 else "upvotes",
+        comments=_plural(p.num_comments, "comment"),
+        summary=" ".join(summary_raw[:cut].split()) + ellipsis,
+        summary_html=summary_html,
+        why="; ".join(_one_line(e.describe()) for e in mp.why),
+        links=_links(p),
+    )
+
+
+def _links(p: Paper) -> tuple[tuple[str, str], ...]:
+    candidates = (
+        ("arXiv", p.arxiv_url),
+        ("PDF", p.pdf_url),
+        ("Code", p.github_repo),
+        ("Project page", p.project_page),
+    )
+    return tuple((label, url) for label, raw in candidates if raw and (url := _link(raw)))
+
+
+def _link(url: str) -> str:
+    """safe_url(url), answering plain well-formed http(s) URLs without the per-character scan."""
+    if _PLAIN_HTTP_URL.match(url):
+        return url
+    return safe_url(url)
+
+
+def _spans_by_field(why: Sequence[Explanation]) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for explanation in why:
+        for span in explanation.spans:
+            out.setdefault(span.field, []).append((span.start, span.end))
+    return out
+
+
+def _highlight(text: str, spans: Sequence[tuple[int, int]], limit: int) -> Markup:
+    """``text[:limit]`` escaped, with the spans wrapped in <mark>; every piece is escaped on its own."""
+    if not spans:
+        return escape(text[:limit])
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        # Spans come from the matcher but are clipped anyway: a bad offset must not break the mail.
+        start, end = max(0, start), min(end, limit)
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    pieces: list[str] = []
+    pos = 0
+    for start, end in merged:
+        pieces.append(escape(text[pos:start]))
+        pieces.append(_MARK_OPEN)
+        pieces.append(escape(text[start:end]))
+        pieces.append("</mark>")
+        pos = end
+    pieces.append(escape(text[pos:limit]))
+    return Markup("".join(pieces))
+
+
+def _cut_at_word(text: str, limit: int) -> int:
+    """Where to cut ``text`` to at most ``limit`` characters, at a word boundary when there is one."""
+    if len(text) <= limit:
+        return len(text)
+    space = text.rfind(" ", 0, limit + 1)
+    cut = space if space > limit // 2 else limit
+    return len(text[:cut].rstrip())
+
+
+# ---------------------------------------------------------------------------------------------- text helpers
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.translate(_CONTROL_TO_SPACE).split())
+
+
+def _clip(value: str, limit: int) -> str:
+    if len(value) <= limit:
+        return value
+    return value[: _cut_at_word(value, limit - 1)].rstrip(" ,;:-") + "…"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _render_subject(count: int, labels: list[str], date_short: str) -> str:
+    shown: list[str] = []
+    used = 0
+    for i, label in enumerate(labels):
+        label = _clip(label, LABEL_MAX)
+        rest = len(labels) - i
+        if shown and used + len(label) + 2 > SUBJECT_LABELS_MAX:
+            shown.append(f"+{rest} more")
+            break
+        shown.append(label)
+        used += len(label) + 2
+    line = _one_line(_subject_template().render(count=count, labels=", ".join(shown), date_short=date_short))
+    return _clip(line, SUBJECT_MAX)
+
+
+def _preheader(papers: list[_PaperParts]) -> str:
+    if not papers:
+        return "No new papers matched your rules this time."
+    return _clip("Top: " + " · ".join(p.title for p in papers[:3]), PREHEADER_MAX)
+
+
+# Padding after the preheader so clients do not pull body text into the inbox preview line.
+_PREHEADER_PAD = Markup("&#847;&zwnj;&nbsp;" * 60)
+
+
+# ---------------------------------------------------------------------------------------------- templates
+
+
+@cache
+def _css_source(name: str) -> str:
+    return resources.files("digest").joinpath("templates", "email", name).read_text("utf-8")
+
+
+@cache
+def _inline_style(classes: str) -> str:
+    """The style="" value css-inline gives an element with these classes under digest.css."""
+    probe = f'<div class="{classes}"></div>'
+    inlined = css_inline.inline_fragment(probe, _css_source("digest.css"))
+    found = re.search(r'style="([^"]*)"', inlined)
+    if not found:
+        return ""
+    # css-inline writes "color: red;padding: 2px;": drop the optional spaces and final ";" (mail size).
+    return ";".join(d.strip().replace(": ", ":", 1) for d in found.group(1).split(";") if d.strip())
+
+
+def _inline_marks(source: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        classes = " ".join(match.group(1).split())
+        style = _inline_style(classes)
+        styled = f' style="{escape(style)}"' if style else ""
+        return f'class="{classes}"{styled}'
+
+    return _CSS_MARK.sub(replace, source)
+
+
+@cache
+def _html_template(name: str) -> Template:
+    env = environment()
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, name)
+    # from_string: the environment autoescapes string templates (select_autoescape default_for_string=True).
+    return env.from_string(_inline_marks(source))
+
+
+@cache
+def _text_template(name: str) -> Template:
+    return environment().get_template(name)
+
+
+@cache
+def _subject_template() -> Template:
+    return _text_template(SUBJECT_TEMPLATE)
+
+
+@cache
+def _head_css() -> Markup:
+    # Our own file, not user input: safe to emit inside <style> as is.
+    return Markup(_css_source("digest-head.css").strip())
+
+
+def known_classes() -> list[str]:
+    """The class names digest.css styles (used by tests to prove every rule is a simple class rule)."""
+    return _SIMPLE_CLASS_RULE.findall(_css_source("digest.css"))
+
+
+_MARK_OPEN = Markup(_inline_marks('<mark css="hl">'))
