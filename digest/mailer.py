@@ -199,9 +199,11 @@ class SmtpPool:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._slots = asyncio.Queue()
+        # LIFO: the connection used last is handed out next, so light traffic keeps reusing one warm
+        # connection and the others only open when concurrent senders need them.
+        self._slots = asyncio.LifoQueue()
         self._all_slots = [_Slot() for _ in range(self.settings.pool_size)]
-        for slot in self._all_slots:
+        for slot in reversed(self._all_slots):
             self._slots.put_nowait(slot)
         first = self._all_slots[0]
         try:

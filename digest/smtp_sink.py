@@ -68,7 +68,7 @@ class SinkHandler:
         self.count = 0
         self._cond = threading.Condition()
 
-    def record(self, session: Session, envelope: Envelope) -> ReceivedMessage:
+    def record(self, session: Session, envelope: Envelope, server: SMTP | None = None) -> ReceivedMessage:
         """Keep (and write out) the message in ``envelope``; returns it."""
         content = envelope.original_content or envelope.content or b""
         data = content if isinstance(content, bytes) else content.encode("utf-8")
@@ -78,7 +78,13 @@ class SinkHandler:
             recipients=tuple(envelope.rcpt_tos),
             data=data,
             peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
-            tls=session.ssl is not None,
+            # session.ssl is only set by STARTTLS; implicit TLS shows on the transport.
+            tls=session.ssl is not None
+            or (
+                server is not None
+                and server.transport is not None
+                and server.transport.get_extra_info("ssl_object") is not None
+            ),
             mail_options=tuple(envelope.mail_options),
         )
         with self._cond:
@@ -94,7 +100,7 @@ class SinkHandler:
         return msg
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.record(session, envelope)
+        self.record(session, envelope, server)
         return "250 2.0.0 OK: queued"
 
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
@@ -133,24 +139,30 @@ class SmtpSink:
         self.handler = handler if handler is not None else SinkHandler(self.folder, keep=keep)
         if self.folder is not None:
             self.handler.folder = self.folder
-        smtp_kwargs.setdefault("server_hostname", "sink.localhost")  # skip aiosmtpd's getfqdn() per connection
+        smtp_kwargs.setdefault(
+            "server_hostname", "sink.localhost"
+        )  # skip aiosmtpd's getfqdn() per connection
         self._controller = _FreePortController(
             self.handler, hostname=host, port=0, ssl_context=ssl_context, **smtp_kwargs
         )
         self.host = host
         self.port = 0
+        self._running = False
 
     def start(self) -> Self:
         """Bind and start serving; ``port`` is known afterwards."""
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
         self._controller.start()
+        self._running = True
         self.port = int(self._controller.port)
         return self
 
     def stop(self) -> None:
-        """Stop serving (open connections are cut)."""
-        self._controller.stop(no_assert=True)
+        """Stop serving (open connections are cut). Stopping twice is harmless."""
+        if self._running:
+            self._running = False
+            self._controller.stop(no_assert=True)
 
     def __enter__(self) -> Self:
         return self.start()
