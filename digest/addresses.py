@@ -27,12 +27,13 @@ def normalize_email(value: str) -> str:
     if not isinstance(value, str):
         raise SubscriberError(f"{value!r} is not a valid email address: expected text")
     shown = value if len(value) <= 80 else value[:77] + "..."
-    candidate = value.strip()
+    if len(value) > MAX_INPUT_LENGTH:
+        raise SubscriberError(f"{shown!r} is not a valid email address: it is too long")
+    # Checked before stripping: a trailing CR or LF is an injection attempt, not white space to forgive.
+    candidate = value.strip(" ")
     if not candidate:
         raise SubscriberError("'' is not a valid email address: it is empty")
-    if len(candidate) > MAX_INPUT_LENGTH:
-        raise SubscriberError(f"{shown!r} is not a valid email address: it is too long")
-    if any(c in _FORBIDDEN or ord(c) < 32 or ord(c) == 127 for c in candidate):
+    if any(c in _FORBIDDEN or ord(c) < 32 or ord(c) == 127 or c.isspace() for c in candidate):
         raise SubscriberError(
             f"{shown!r} is not a valid email address: write only the address, like ann@example.org"
         )
