@@ -11,6 +11,7 @@ from digest.sources.hf_api import (
     merge_papers,
     papers_from_api_json,
     papers_from_file,
+    window_days,
 )
 from digest.sources.http import RetryPolicy
 
@@ -23,4 +24,5 @@ __all__ = [
     "merge_papers",
     "papers_from_api_json",
     "papers_from_file",
+    "window_days",
 ]

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -103,6 +103,14 @@ async def fetch_days(
         for day in sorted(set(days)):
             results.append(await _fetch_day(c, source, day, deadline, policy))
     return FetchBatch(papers=merge_papers(p for r in results for p in r.papers), results=results)
+
+
+def window_days(day: date, lookback_days: int) -> list[date]:
+    """The days one fetch covers: ``day`` and the ``lookback_days`` before it, oldest first.
+
+    Re-fetching recent days picks up late additions and upvote changes, and catches up a missed run.
+    """
+    return [day - timedelta(days=n) for n in range(max(0, lookback_days), -1, -1)]
 
 
 def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
