@@ -423,3 +423,24 @@ def recent_alerts(engine: sa.Engine, since: date) -> list[dict[str, Any]]:
 def retry_backoff(attempts: int, base: float) -> timedelta:
     """Exponential backoff for a temporary failure: base, 2*base, 4*base... capped at 6 hours."""
     return timedelta(seconds=min(base * (2 ** max(0, attempts - 1)), 6 * 3600))
+
+
+def in_flight_papers(engine: sa.Engine, subscriber_ids: Sequence[int]) -> dict[int, set[str]]:
+    """Papers already promised to a subscriber by an unfinished or uncertain outbox row of any run.
+
+    Planning excludes them, so a retry still waiting from an earlier run and today's digest never carry the
+    same paper; uncertain ones count too, since they may have arrived (RFC 1047).
+    """
+    waiting = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING, DeliveryState.UNCERTAIN)
+    out: dict[int, set[str]] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(subscriber_ids), 5000):
+            chunk = list(subscriber_ids[start : start + 5000])
+            rows = conn.execute(
+                sa.select(delivery.c.subscriber_id, delivery.c.paper_ids).where(
+                    delivery.c.subscriber_id.in_(chunk), delivery.c.state.in_(waiting)
+                )
+            )
+            for sid, ids in rows:
+                out.setdefault(sid, set()).update(ids or [])
+    return out

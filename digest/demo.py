@@ -1,0 +1,141 @@
+"""`digest demo`: the whole pipeline offline, with real parts.
+
+A bundled real Hugging Face snapshot is served by a loopback HTTP server and fetched through the production
+httpx code; papers go into a throwaway SQLite database; three subscribers get their digests through the
+production SMTP pool into an embedded SMTP server; every received mail is written to the output folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.config import parse_config
+from digest.errors import DigestError
+from digest.mailer import SmtpPool, SmtpSettings
+from digest.models import RunReport, SubscriberStatus
+from digest.pipeline import RunOptions, open_store, run_digest
+from digest.smtp_sink import SmtpSink
+from digest.sources.snapshot_server import SnapshotServer
+from digest.store.subscribers import add_subscriber
+from digest.store.tables import delivered_paper, subscriber
+
+DEMO_DATA = Path(__file__).with_name("demo_data")
+DEMO_DATE = date(2026, 8, 21)
+DEMO_SUBSCRIBERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("ada@example.org", "Ada", ("agent*", '"coding agents"')),
+    ("grace@example.org", "Grace", ('video diffusion OR "world model"', "org:Google OR org:DeepMind")),
+    ("alan@example.org", "Alan", ("benchmark* upvotes:>=10", "speech OR audio")),
+)
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    email: str
+    rules: tuple[str, ...]
+    papers: int
+    size: int
+    path: Path | None
+
+
+@dataclass
+class DemoResult:
+    run_date: date
+    papers_fetched: int
+    report: RunReport
+    rows: list[DemoRow] = field(default_factory=list)
+
+
+def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
+    """Run the demo end to end and write each received mail to ``out_dir`` (.eml and .html)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="paper-digest-demo-") as tmp,
+        SnapshotServer(DEMO_DATA) as hf,
+        SmtpSink() as sink,
+    ):
+        work = Path(tmp)
+        (work / "secret_key").write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        config = parse_config(
+            {
+                "source": {"base_url": hf.base_url, "lookback_days": 3},
+                "database": {"url": "sqlite:///digest.db"},
+                "smtp": {
+                    "host": sink.host,
+                    "port": sink.port,
+                    "security": "none",
+                    "pool_size": 2,
+                    "from": "Paper Digest <digest@demo.example.org>",
+                },
+                "web": {"base_url": "http://127.0.0.1:8000"},
+                "security": {"secret_key_env": "DIGEST_DEMO_UNSET_SECRET", "secret_key_file": "secret_key"},
+                "digest": {"list_id": "demo.paper-digest.example.org", "admin_email": None},
+            },
+            work / "config.toml",
+        )
+        engine = open_store(config)
+        for addr, name, rules in DEMO_SUBSCRIBERS:
+            add_subscriber(engine, addr, rules, now=_now(), name=name, status=SubscriberStatus.ACTIVE)
+        report = asyncio.run(_run(config, engine))
+        counts = _delivered_counts(engine)
+        engine.dispose()
+        if report.status != "done":
+            raise DigestError(f"the demo run did not finish: {report.error or report.status}")
+        received = list(sink.messages)
+    result = DemoResult(DEMO_DATE, report.papers_fetched, report)
+    by_recipient: dict[str, bytes] = {}
+    for rcpt, data in received:
+        by_recipient[rcpt] = data
+    for addr, _name, rules in DEMO_SUBSCRIBERS:
+        data = by_recipient.get(addr)
+        if data is None:
+            result.rows.append(DemoRow(addr, rules, 0, 0, None))
+            continue
+        stem = addr.split("@")[0]
+        eml = out_dir / f"{stem}.eml"
+        eml.write_bytes(data)
+        msg = email.message_from_bytes(data)
+        html = _part(msg, "text/html")
+        if html is not None:
+            (out_dir / f"{stem}.html").write_text(html, encoding="utf-8")
+        result.rows.append(DemoRow(addr, rules, counts.get(addr, 0), len(data), eml))
+    return result
+
+
+async def _run(config: Any, engine: Any) -> RunReport:
+    async with SmtpPool(SmtpSettings.from_config(config)) as pool:
+        return await run_digest(config, engine, DEMO_DATE, pool, options=RunOptions(retry_base_s=0.1))
+
+
+def _delivered_counts(engine: sa.Engine) -> dict[str, int]:
+    query = (
+        sa.select(subscriber.c.email, sa.func.count())
+        .join(delivered_paper, delivered_paper.c.subscriber_id == subscriber.c.id)
+        .group_by(subscriber.c.email)
+    )
+    with engine.connect() as conn:
+        return {email_: int(n) for email_, n in conn.execute(query)}
+
+
+def _part(msg: Message, content_type: str) -> str | None:
+    for part in msg.walk():
+        if part.get_content_type() == content_type:
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    return None
+
+
+def _now() -> Any:
+    from digest.pipeline import utc_now
+
+    return utc_now()

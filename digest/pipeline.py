@@ -1,0 +1,684 @@
+"""One digest run for a date, end to end: fetch, store, diff, match, render, deliver, report.
+
+Idempotent: the ``run`` row for the date is the lock, the outbox rows are written before any send, each row
+is claimed with a conditional update, and ``sent`` is recorded with the papers it carried in one transaction.
+A rerun of a finished date sends nothing; a rerun of a crashed date finishes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.config import Config
+from digest.errors import DeliveryError, RunLockedError, SourceError, SubscriberError
+from digest.mailer import FileTransport, SendOutcome, SmtpPool, SmtpSettings, Transport
+from digest.message import DkimSigner, build_message, make_message_id
+from digest.models import (
+    Cadence,
+    DeliveryState,
+    MatchedPaper,
+    Paper,
+    RunReport,
+    Subscriber,
+    SubscriberStatus,
+)
+from digest.notices import manage_url, render_admin_alert, render_confirmation, unsubscribe_url
+from digest.render import DigestContext, render_digest
+from digest.rules import BatchMatcher, select_papers
+from digest.sources import fetch_days
+from digest.store import db, outbox
+from digest.store.lookups import papers_by_ids, subscribers_by_ids
+from digest.store.papers import delivered_ids, load_papers, upsert_papers
+from digest.store.subscribers import (
+    active_subscribers,
+    add_subscriber,
+    find_subscriber,
+    record_confirmation_sent,
+    set_status,
+    sync_config_subscribers,
+)
+
+log = logging.getLogger("digest.pipeline")
+
+Clock = Callable[[], datetime]
+Progress = Callable[[int, int], None]
+
+#: Within one run, a temporary failure is retried when its next attempt is due within this long.
+IN_RUN_RETRY_WINDOW = timedelta(minutes=5)
+#: Weekly subscribers see the papers of the last seven days.
+WEEKLY_WINDOW_DAYS = 6
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_store(config: Config) -> sa.Engine:
+    """The database of the config, migrated to the newest schema."""
+    return db.open_database(config.database_url)
+
+
+def window(config: Config, run_date: date, cadence: Cadence = Cadence.DAILY) -> tuple[date, date]:
+    days = config.source.lookback_days
+    if cadence == Cadence.WEEKLY:
+        days = max(days, WEEKLY_WINDOW_DAYS)
+    return run_date - timedelta(days=days), run_date
+
+
+async def fetch_and_store(
+    config: Config, engine: sa.Engine, run_date: date, *, now: datetime | None = None
+) -> list[Paper]:
+    """Fetch the run date and the look-back days from the source and upsert them. SourceError stops it."""
+    start, end = window(config, run_date)
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    batch = await fetch_days(config.source, days)
+    upsert_papers(engine, batch.papers, now or utc_now())
+    log.info(
+        "fetched %d papers for %s..%s", len(batch.papers), start, end, extra={"papers": len(batch.papers)}
+    )
+    return list(batch.papers)
+
+
+def stored_papers(config: Config, engine: sa.Engine, run_date: date) -> list[Paper]:
+    start, end = window(config, run_date)
+    return load_papers(engine, start, end, min_upvotes=config.source.min_upvotes)
+
+
+def is_due(sub: Subscriber, run_date: date) -> bool:
+    return sub.cadence != Cadence.WEEKLY or sub.weekday == run_date.weekday()
+
+
+def plan_run(config: Config, engine: sa.Engine, run_date: date) -> list[outbox.PlannedDelivery]:
+    """Per due subscriber: the matching papers of the window never delivered to them, best first."""
+    subs = [s for s in active_subscribers(engine) if is_due(s, run_date)]
+    if not subs:
+        return []
+    plan: list[outbox.PlannedDelivery] = []
+    for cadence in (Cadence.DAILY, Cadence.WEEKLY):
+        group = [s for s in subs if s.cadence == cadence]
+        if not group:
+            continue
+        start, end = window(config, run_date, cadence)
+        papers = load_papers(engine, start, end, min_upvotes=config.source.min_upvotes)
+        ids = [s.id for s in group]
+        seen = delivered_ids(engine, ids, [p.id for p in papers]) if papers else {}
+        promised = outbox.in_flight_papers(engine, ids)
+        matcher = BatchMatcher(papers)
+        for sub in group:
+            already = seen.get(sub.id, set()) | promised.get(sub.id, set())
+            hits = [papers[i] for i in matcher.match(sub.rules)]
+            fresh = sorted((p for p in hits if p.id not in already), key=lambda p: (-p.upvotes, p.id))
+            plan.append(outbox.PlannedDelivery(sub.id, [p.id for p in fresh]))
+    return plan
+
+
+@dataclass
+class DigestMail:
+    """A rendered, ready-to-send digest."""
+
+    subscriber: Subscriber
+    message: bytes
+    message_id: str
+    shown: list[str]
+    html: str
+    text: str
+    subject: str
+
+
+@dataclass
+class Composer:
+    """Turns (subscriber, papers) into MIME bytes. Built once per run: the DKIM key is read once."""
+
+    config: Config
+    secret: str
+    dkim: DkimSigner | None = None
+    domain: str = "localhost"
+
+    @classmethod
+    def for_config(cls, config: Config) -> Composer:
+        dkim = None
+        if config.digest.dkim_key_file:
+            assert config.digest.dkim_selector and config.digest.dkim_domain
+            dkim = DkimSigner.from_file(
+                config.resolve(config.digest.dkim_key_file),
+                config.digest.dkim_selector,
+                config.digest.dkim_domain,
+            )
+        address = parseaddr(config.smtp.from_)[1]
+        return cls(config, config.secret_key(), dkim, address.rpartition("@")[2] or "localhost")
+
+    def compose(
+        self, sub: Subscriber, papers: Sequence[Paper], run_date: date, now: datetime
+    ) -> DigestMail | None:
+        matched = select_papers(papers, sub.rules)
+        if not matched:
+            return None
+        shown: list[MatchedPaper] = matched[: self.config.digest.max_papers]
+        unsub = unsubscribe_url(self.config, self.secret, sub)
+        rendered = render_digest(
+            DigestContext(
+                recipient=sub.email,
+                name=sub.name,
+                run_date=run_date,
+                papers=matched,
+                rules=sub.rules,
+                max_papers=self.config.digest.max_papers,
+                manage_url=manage_url(self.config, self.secret, sub),
+                unsubscribe_url=unsub,
+                postal_address=self.config.digest.postal_address,
+                title=self.config.digest.title,
+                base_url=self.config.source.base_url,
+            )
+        )
+        message_id = make_message_id(self.domain)
+        message = build_message(
+            rendered,
+            sender=self.config.smtp.from_,
+            recipient=sub.email,
+            list_id=self.config.digest.list_id,
+            unsubscribe_url=unsub,
+            unsubscribe_mailto=self.config.digest.unsubscribe_mailto,
+            message_id=message_id,
+            date=now,
+            dkim=self.dkim,
+        )
+        return DigestMail(
+            sub,
+            message,
+            message_id,
+            [m.paper.id for m in shown],
+            rendered.html,
+            rendered.text,
+            rendered.subject,
+        )
+
+
+@dataclass
+class RunOptions:
+    retry_base_s: float = 30.0
+    batch_size: int = 0  # 0: 4 x pool size
+    in_run_retry_window: timedelta = IN_RUN_RETRY_WINDOW
+    progress: Progress | None = None
+    sleep: Callable[[float], Any] = field(default=asyncio.sleep)
+
+
+async def run_digest(
+    config: Config,
+    engine: sa.Engine,
+    run_date: date,
+    transport: Transport,
+    *,
+    clock: Clock = utc_now,
+    options: RunOptions | None = None,
+) -> RunReport:
+    """One full run for ``run_date``. Never raises for a source or SMTP failure: the report says what failed."""
+    opts = options or RunOptions()
+    started = time.monotonic()
+    report = RunReport(run_date=run_date)
+    now = clock()
+    try:
+        claim = outbox.claim_run(engine, run_date, now)
+    except RunLockedError as exc:
+        report.status = "locked"
+        report.error = str(exc)
+        return report
+    if claim.finished:
+        report.status = "done"
+        report.problems.append(f"the run for {run_date} had already finished: nothing new was sent")
+        _fill_counts(report, outbox.state_counts(engine, claim.id))
+        report.seconds = time.monotonic() - started
+        return report
+    if claim.took_over:
+        log.warning("taking over the unfinished run for %s", run_date)
+
+    composer = Composer.for_config(config)
+    if not claim.planned:
+        try:
+            papers = await fetch_and_store(config, engine, run_date, now=now)
+        except SourceError as exc:
+            return await _fail(
+                config,
+                engine,
+                claim.id,
+                report,
+                "source",
+                f"the paper source failed: {exc}",
+                transport,
+                clock,
+                started,
+            )
+        report.papers_fetched = len(papers)
+        plan = plan_run(config, engine, run_date)
+        outbox.write_plan(engine, claim.id, plan, clock())
+        log.info("planned %d deliveries for %s", sum(1 for p in plan if p.paper_ids), run_date)
+    else:
+        report.papers_fetched = _papers_fetched(engine, claim.id)
+
+    expired = outbox.expire_retries(engine, clock() - timedelta(hours=config.smtp.retry_hours), clock())
+    if expired:
+        report.problems.append(
+            f"{expired} earlier deliveries gave up after {config.smtp.retry_hours} hours of retries"
+        )
+    run_ids = sorted(
+        {claim.id, *outbox.retry_runs(engine, clock() - timedelta(hours=config.smtp.retry_hours))}
+    )
+    try:
+        await _deliver(config, engine, run_ids, run_date, transport, composer, clock, opts, report)
+    except DeliveryError as exc:
+        return await _fail(
+            config,
+            engine,
+            claim.id,
+            report,
+            "smtp",
+            f"the SMTP server failed: {exc}",
+            transport,
+            clock,
+            started,
+        )
+
+    counts = outbox.state_counts(engine, claim.id)
+    _fill_counts(report, counts)
+    unfinished = (
+        counts.get(DeliveryState.PENDING, 0)
+        + counts.get(DeliveryState.RETRY, 0)
+        + counts.get(DeliveryState.SENDING, 0)
+    )
+    report.status = "done" if unfinished == 0 else "incomplete"
+    if counts.get(DeliveryState.UNCERTAIN, 0):
+        report.problems.append(
+            f"{counts[DeliveryState.UNCERTAIN]} deliveries are uncertain (the connection dropped after the message was sent); "
+            "they are not resent"
+        )
+    attempted = report.sent + report.failed
+    if report.failed >= 5 and report.failed > 0.2 * attempted:
+        await alert_admin(
+            config,
+            engine,
+            transport,
+            run_date,
+            "bounces",
+            f"{report.failed} of {attempted} deliveries failed permanently",
+            clock,
+        )
+    report.seconds = time.monotonic() - started
+    outbox.finish_run(
+        engine,
+        claim.id,
+        report.status,
+        clock(),
+        papers_fetched=report.papers_fetched,
+        report=report.to_json(),
+    )
+    log.info(
+        "run %s %s: %d sent, %d failed, %d uncertain, %d skipped",
+        run_date,
+        report.status,
+        report.sent,
+        report.failed,
+        report.uncertain,
+        report.skipped_empty,
+        extra={"run": report.to_json()},
+    )
+    return report
+
+
+def _papers_fetched(engine: sa.Engine, run_id: int) -> int:
+    from digest.store.tables import run
+
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(run.c.papers_fetched).where(run.c.id == run_id)).scalar() or 0)
+
+
+def _fill_counts(report: RunReport, counts: dict[str, int]) -> None:
+    report.sent = counts.get(DeliveryState.SENT, 0)
+    report.failed = counts.get(DeliveryState.FAILED, 0)
+    report.uncertain = counts.get(DeliveryState.UNCERTAIN, 0)
+    report.skipped_empty = counts.get(DeliveryState.SKIPPED, 0)
+    report.retried = counts.get(DeliveryState.RETRY, 0) + counts.get(DeliveryState.PENDING, 0)
+    report.subscribers = sum(counts.values())
+
+
+async def _fail(
+    config: Config,
+    engine: sa.Engine,
+    run_id: int,
+    report: RunReport,
+    problem: str,
+    detail: str,
+    transport: Transport,
+    clock: Clock,
+    started: float,
+) -> RunReport:
+    report.status = "failed"
+    report.error = detail
+    report.seconds = time.monotonic() - started
+    outbox.finish_run(engine, run_id, "failed", clock(), error=detail, report=report.to_json())
+    log.error("run %s failed: %s", report.run_date, detail, extra={"run": report.to_json()})
+    await alert_admin(config, engine, transport, report.run_date, problem, detail, clock)
+    return report
+
+
+async def alert_admin(
+    config: Config,
+    engine: sa.Engine,
+    transport: Transport,
+    day: date,
+    problem: str,
+    detail: str,
+    clock: Clock = utc_now,
+) -> bool:
+    """Mail the admin about a problem, at most once per problem per day. True when a mail went out."""
+    if not outbox.record_alert(engine, day, problem, detail, clock()):
+        log.info("alert %s for %s already raised today", problem, day)
+        return False
+    admin = config.digest.admin_email
+    if not admin:
+        return False
+    rendered = render_admin_alert(f"{config.digest.title}: {problem} problem on {day}", detail)
+    message = build_message(
+        rendered,
+        sender=config.smtp.from_,
+        recipient=admin,
+        list_id=config.digest.list_id,
+        unsubscribe_url=config.web.base_url,
+        message_id=make_message_id(parseaddr(config.smtp.from_)[1].rpartition("@")[2] or "localhost"),
+        date=clock(),
+    )
+    try:
+        outcome = await transport.send(parseaddr(config.smtp.from_)[1], admin, message)
+    except DeliveryError as exc:
+        log.error("could not mail the admin alert (%s): %s", problem, exc)
+        return False
+    if outcome.status != "sent":
+        log.error("the admin alert (%s) was not accepted: %s %s", problem, outcome.code, outcome.reply)
+        return False
+    outbox.mark_alert_sent(engine, day, problem, clock())
+    return True
+
+
+async def _deliver(
+    config: Config,
+    engine: sa.Engine,
+    run_ids: list[int],
+    run_date: date,
+    transport: Transport,
+    composer: Composer,
+    clock: Clock,
+    opts: RunOptions,
+    report: RunReport,
+) -> None:
+    batch_size = opts.batch_size or max(8, 4 * config.smtp.pool_size)
+    sender = parseaddr(config.smtp.from_)[1]
+    paper_cache: dict[str, Paper] = {}
+    total = _count_due(engine, run_ids)
+    done = 0
+    while True:
+        now = clock()
+        claimed = outbox.claim_deliveries(engine, run_ids, now, batch_size)
+        if not claimed:
+            due = outbox.next_retry_at(engine, run_ids)
+            if due is None or due - now > opts.in_run_retry_window:
+                return
+            await opts.sleep(max(0.0, (due - now).total_seconds()))
+            continue
+        outcomes = await _send_batch(
+            config, engine, claimed, run_date, transport, composer, sender, paper_cache, clock, opts
+        )
+        recorded = outbox.record_outcomes(
+            engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
+        )
+        report.bounced += len(recorded.bounced)
+        outbox.heartbeat(engine, run_ids[-1] if run_ids else 0, clock())
+        done += sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
+        if opts.progress:
+            opts.progress(min(done, total), total)
+
+
+def _count_due(engine: sa.Engine, run_ids: list[int]) -> int:
+    from digest.store.tables import delivery
+
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).where(
+                    delivery.c.run_id.in_(run_ids),
+                    delivery.c.state.in_([DeliveryState.PENDING, DeliveryState.RETRY]),
+                )
+            ).scalar()
+            or 0
+        )
+
+
+async def _send_batch(
+    config: Config,
+    engine: sa.Engine,
+    claimed: list[outbox.Claimed],
+    run_date: date,
+    transport: Transport,
+    composer: Composer,
+    sender: str,
+    paper_cache: dict[str, Paper],
+    clock: Clock,
+    opts: RunOptions,
+) -> list[outbox.Outcome]:
+    subs = subscribers_by_ids(engine, [c.subscriber_id for c in claimed])
+    # Last guard before sending: a paper already delivered to this person is never sent again.
+    sent_before = delivered_ids(engine, list(subs), sorted({p for c in claimed for p in c.paper_ids}))
+    missing = {pid for c in claimed for pid in c.paper_ids if pid not in paper_cache}
+    if missing:
+        paper_cache.update({p.id: p for p in papers_by_ids(engine, sorted(missing))})
+    now = clock()
+    outcomes: list[outbox.Outcome] = []
+    jobs: list[tuple[outbox.Claimed, DigestMail]] = []
+    for c in claimed:
+        sub = subs.get(c.subscriber_id)
+        if sub is None or sub.status != SubscriberStatus.ACTIVE:
+            # An unsubscribe (or pause, or deletion) takes effect at once, even for a planned digest.
+            status = sub.status if sub else "deleted"
+            outcomes.append(outbox.Outcome(c, DeliveryState.SKIPPED, f"not sent: subscriber is {status}"))
+            continue
+        try:
+            already = sent_before.get(sub.id, set())
+            papers = [paper_cache[p] for p in c.paper_ids if p in paper_cache and p not in already]
+            mail = composer.compose(sub, papers, run_date, now)
+        except Exception as exc:  # one bad paper or template never stops the run
+            log.exception("could not render the digest for subscriber %d", c.subscriber_id)
+            outcomes.append(
+                outbox.Outcome(c, DeliveryState.FAILED, f"render failed: {type(exc).__name__}: {exc}")
+            )
+            continue
+        if mail is None:
+            outcomes.append(outbox.Outcome(c, DeliveryState.SKIPPED, "not sent: no matching papers left"))
+            continue
+        jobs.append((c, mail))
+
+    async def send_one(c: outbox.Claimed, mail: DigestMail) -> outbox.Outcome:
+        result: SendOutcome = await transport.send(sender, mail.subscriber.email, mail.message)
+        return _outcome(config, c, mail, result, clock(), opts)
+
+    results = await asyncio.gather(*(send_one(c, m) for c, m in jobs), return_exceptions=True)
+    fatal: BaseException | None = None
+    unsent: list[outbox.Claimed] = []
+    for (c, mail), res in zip(jobs, results, strict=True):
+        if isinstance(res, DeliveryError):
+            fatal = fatal or res
+            unsent.append(c)
+        elif isinstance(res, BaseException):
+            log.error("sending to %s failed unexpectedly: %r", mail.subscriber.email, res)
+            outcomes.append(
+                outbox.Outcome(c, DeliveryState.UNCERTAIN, f"unexpected error while sending: {res!r}")
+            )
+        else:
+            outcomes.append(res)
+    if fatal is not None:
+        outbox.record_outcomes(engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
+        outbox.release(engine, unsent, clock(), f"not sent: {fatal}")
+        raise fatal
+    return outcomes
+
+
+def _outcome(
+    config: Config, c: outbox.Claimed, mail: DigestMail, result: SendOutcome, now: datetime, opts: RunOptions
+) -> outbox.Outcome:
+    reply = f"{result.code or ''} {result.reply}".strip()
+    if result.status == "sent":
+        return outbox.Outcome(c, DeliveryState.SENT, reply, delivered=mail.shown, message_id=mail.message_id)
+    if result.status == "uncertain":
+        return outbox.Outcome(c, DeliveryState.UNCERTAIN, reply, message_id=mail.message_id)
+    if result.status == "permanent":
+        return outbox.Outcome(c, DeliveryState.FAILED, reply, permanent_failure=True)
+    first = c.first_attempt_at or now
+    deadline = first + timedelta(hours=config.smtp.retry_hours)
+    if c.attempts >= config.smtp.max_attempts * 4 or now >= deadline:
+        return outbox.Outcome(c, DeliveryState.FAILED, f"gave up after {c.attempts} attempts: {reply}")
+    next_at = now + outbox.retry_backoff(c.attempts, opts.retry_base_s)
+    return outbox.Outcome(c, DeliveryState.RETRY, reply, next_attempt_at=min(next_at, deadline))
+
+
+async def dry_run(
+    config: Config, engine: sa.Engine, run_date: date, out_dir: Path, *, clock: Clock = utc_now
+) -> RunReport:
+    """Everything but the sending and the bookkeeping: the mails are written to ``out_dir`` as .eml files."""
+    started = time.monotonic()
+    report = RunReport(run_date=run_date)
+    report.papers_fetched = len(await fetch_and_store(config, engine, run_date, now=clock()))
+    composer = Composer.for_config(config)
+    plan = plan_run(config, engine, run_date)
+    subs = {s.id: s for s in active_subscribers(engine)}
+    papers = {p.id: p for p in papers_by_ids(engine, sorted({pid for p in plan for pid in p.paper_ids}))}
+    async with FileTransport(out_dir) as transport:
+        for item in plan:
+            report.subscribers += 1
+            mail = composer.compose(
+                subs[item.subscriber_id], [papers[p] for p in item.paper_ids], run_date, clock()
+            )
+            if mail is None:
+                report.skipped_empty += 1
+                continue
+            await transport.send(parseaddr(config.smtp.from_)[1], mail.subscriber.email, mail.message)
+            report.sent += 1
+    report.status = "done"
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def preview_digest(
+    config: Config, engine: sa.Engine, email: str, run_date: date, out_dir: Path
+) -> list[Path]:
+    """Render one subscriber's digest from stored papers into out_dir (.html, .txt, .eml); sends nothing."""
+    sub = find_subscriber(engine, email)
+    if sub is None:
+        raise SubscriberError(f"{email}: no such subscriber (see 'digest subscribers')")
+    start, end = window(config, run_date, sub.cadence)
+    papers = load_papers(engine, start, end, min_upvotes=config.source.min_upvotes)
+    seen = delivered_ids(engine, [sub.id], [p.id for p in papers]).get(sub.id, set())
+    mail = Composer.for_config(config).compose(
+        sub, [p for p in papers if p.id not in seen], run_date, utc_now()
+    )
+    if mail is None:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{run_date.isoformat()}-{_safe_name(sub.email)}"
+    files = [out_dir / f"{stem}.html", out_dir / f"{stem}.txt", out_dir / f"{stem}.eml"]
+    files[0].write_text(mail.html, encoding="utf-8")
+    files[1].write_text(mail.text, encoding="utf-8")
+    files[2].write_bytes(mail.message)
+    return files
+
+
+def _safe_name(email: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in email)[:100]
+
+
+async def admin_subscribe(
+    config: Config,
+    engine: sa.Engine,
+    email: str,
+    rules: Sequence[str],
+    *,
+    name: str | None = None,
+    confirmed: bool = False,
+) -> Subscriber:
+    """Add a subscriber from the command line; without ``confirmed`` a confirmation mail is sent."""
+    now = utc_now()
+    status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
+    sub = add_subscriber(engine, email, rules, now=now, name=name, status=status)
+    if not confirmed and record_confirmation_sent(engine, sub.id, now):
+        rendered = render_confirmation(config, config.secret_key(), sub)
+        message = build_message(
+            rendered,
+            sender=config.smtp.from_,
+            recipient=sub.email,
+            list_id=config.digest.list_id,
+            unsubscribe_url=unsubscribe_url(config, config.secret_key(), sub),
+            date=now,
+        )
+        async with SmtpPool(SmtpSettings.from_config(config)) as pool:
+            outcome = await pool.send(parseaddr(config.smtp.from_)[1], sub.email, message)
+        if outcome.status != "sent":
+            raise SubscriberError(
+                f"{sub.email}: the confirmation mail was refused: {outcome.code} {outcome.reply}"
+            )
+    return sub
+
+
+def admin_unsubscribe(config: Config, engine: sa.Engine, email: str) -> None:
+    sub = find_subscriber(engine, email)
+    if sub is None:
+        raise SubscriberError(f"{email}: no such subscriber (see 'digest subscribers')")
+    set_status(engine, sub.id, SubscriberStatus.UNSUBSCRIBED, now=utc_now(), allow_managed=True)
+
+
+def sync_subscribers(config: Config, engine: sa.Engine) -> Any:
+    """Make the database's config-managed subscribers match the [[subscribers]] of the config."""
+    return sync_config_subscribers(engine, config.subscribers, utc_now())
+
+
+def run_from_cli(
+    config: Config, run_date: date, *, dry_run: bool, out_dir: Path, console: Any = None
+) -> RunReport:
+    """`digest run`: open the store, sync config subscribers, run with a progress bar on a terminal."""
+    engine = open_store(config)
+    sync_subscribers(config, engine)
+    if dry_run:
+        return asyncio.run(dry_run_digest(config, engine, run_date, out_dir))
+    return asyncio.run(_run_with_progress(config, engine, run_date, console))
+
+
+dry_run_digest = dry_run
+
+
+async def _run_with_progress(config: Config, engine: sa.Engine, run_date: date, console: Any) -> RunReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    interactive = bool(console is not None and console.is_terminal)
+    async with SmtpPool(SmtpSettings.from_config(config)) as pool:
+        if not interactive:
+            last = [0.0]
+
+            def log_progress(done: int, total: int) -> None:
+                if time.monotonic() - last[0] > 5 or done == total:
+                    last[0] = time.monotonic()
+                    log.info("delivered %d/%d", done, total)
+
+            return await run_digest(config, engine, run_date, pool, options=RunOptions(progress=log_progress))
+        with Progress(
+            TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        ) as bar:
+            task = bar.add_task("send", total=None)
+
+            def show(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return await run_digest(config, engine, run_date, pool, options=RunOptions(progress=show))
