@@ -59,9 +59,13 @@ _MONTHS = (
     "December",
 )
 
-# C0/C1 controls (tab and newline too) and the line/paragraph separators become spaces. Same length, so the
+# C0/C1 controls (tab and newline too), line/paragraph separators and bidi embeddings/overrides/isolates
+# (which can make "gnp.exe" read as "exe.png") become spaces. Same length, so the
 # character offsets of Explanation.spans stay valid after cleaning.
-_CONTROL_TO_SPACE = {c: " " for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029]}
+_CONTROL_TO_SPACE = {
+    c: " "
+    for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
 # Certainly accepted by safe_url (scheme, host, no space/control/bracket): skip its slower checks.
 _PLAIN_HTTP_URL = re.compile(
     r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?\Z"
