@@ -40,10 +40,10 @@ def _one_line(text: str) -> str:
 
 def _render(kind: str, context: dict[str, object]) -> RenderedEmail:
     env = environment()
-    subject = _one_line(env.get_template(f"{kind}.subject.j2").render(**context))
+    subject = _one_line(env.get_template(f"email/{kind}.subject.j2").render(**context))
     full = {**context, "subject": subject}
-    text = env.get_template(f"{kind}.txt.j2").render(**full)
-    html = env.get_template(f"{kind}.html.j2").render(**full)
+    text = env.get_template(f"email/{kind}.txt.j2").render(**full)
+    html = env.get_template(f"email/{kind}.html.j2").render(**full)
     return RenderedEmail(subject=subject, text=text, html=html)
 
 

@@ -1,0 +1,122 @@
+"""Web safety parts: CSRF tokens, in-memory sliding-window limits, security headers."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSRF_COOKIE = "digest_csrf"
+#: A form left open for a day can still be sent; a stale one is shown again with a fresh token.
+CSRF_MAX_AGE_S = 24 * 3600
+
+
+class Csrf:
+    """Signed double-submit: a random nonce in a SameSite cookie, and the same nonce signed in the form.
+
+    A cross-site page can make the browser send the cookie (SameSite=Lax stops most of that already) but
+    cannot read it, so it cannot produce the matching signed field; a stolen form field is useless
+    without the cookie of the same browser.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt="paper-digest/csrf")
+
+    @staticmethod
+    def new_nonce() -> str:
+        return secrets.token_urlsafe(24)
+
+    def token_for(self, nonce: str) -> str:
+        """The form field value that goes with the cookie ``nonce``."""
+        return str(self._serializer.dumps(nonce))
+
+    def is_valid(self, nonce: str | None, token: str | None) -> bool:
+        """True when ``token`` is a fresh signature of ``nonce``."""
+        if not nonce or not token or len(token) > 512:
+            return False
+        try:
+            signed = self._serializer.loads(token, max_age=CSRF_MAX_AGE_S)
+        except BadSignature:  # includes SignatureExpired
+            return False
+        return isinstance(signed, str) and hmac.compare_digest(signed, nonce)
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` events per ``window_s`` seconds per key, in memory (one process).
+
+    Memory is bounded: at most ``max_keys`` keys are remembered, the least recently seen go first.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float,
+        *,
+        max_keys: int = 20_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._clock = clock
+        self._events: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float | None:
+        """Count one event for ``key``; None when allowed, else the seconds to wait before the next one."""
+        now = self._clock()
+        with self._lock:
+            events = self._events.pop(key, None) or deque()
+            while events and events[0] <= now - self.window_s:
+                events.popleft()
+            self._events[key] = events
+            if len(self._events) > self.max_keys:
+                self._events.popitem(last=False)
+            if len(events) >= self.limit:
+                return max(1.0, events[0] + self.window_s - now)
+            events.append(now)
+            return None
+
+
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),  # the tokens in our URLs must not leak to other sites
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"interest-cohort=(), camera=(), microphone=(), geolocation=()"),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers above on every response; no-store unless a route set Cache-Control."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in names)
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
