@@ -28,7 +28,7 @@ from digest.errors import DigestError
 from digest.models import Explanation, MatchedPaper, Paper, RenderedEmail, Rule
 from digest.templating import environment, safe_url
 
-__all__ = ["DigestContext", "clear_caches", "render_digest"]
+__all__ = ["DigestContext", "clear_caches", "render_digest", "shown_papers"]
 
 HTML_TEMPLATE = "email/digest.html.j2"
 TEXT_TEMPLATE = "email/digest.txt.j2"
@@ -190,6 +190,14 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
 
 
 # ---------------------------------------------------------------------------------------------- selection
+
+
+def shown_papers(papers: Sequence[MatchedPaper], max_papers: int) -> list[MatchedPaper]:
+    """The papers render_digest shows for these matches: each paper once, the ``max_papers`` most upvoted.
+
+    Record exactly these as delivered (the others were only counted in "and N more").
+    """
+    return _select(papers, max_papers)
 
 
 def _select(papers: Sequence[MatchedPaper], max_papers: int) -> list[MatchedPaper]:

@@ -202,6 +202,8 @@ def test_max_papers_keeps_the_most_upvoted_and_says_how_many_more() -> None:
     shown = parse_html(rendered.html).text_by_tag["h2"]
     top = sorted(ctx.papers, key=lambda mp: (-mp.paper.upvotes, -mp.paper.num_comments, mp.paper.id))
     assert shown == [mp.paper.title for mp in top[: ctx.max_papers]]
+    # What the pipeline records as delivered is exactly what the mail shows.
+    assert {mp.paper.title for mp in render.shown_papers(ctx.papers, ctx.max_papers)} == set(shown)
     more = len(ctx.papers) - ctx.max_papers
     visible = re.sub(r"<[^>]+>", "", rendered.html).replace("&hellip;", "…")
     assert f"…and {more} more on huggingface.co/papers." in visible
