@@ -464,3 +464,28 @@ async def test_unknown_pages_are_friendly_404s(web: Web) -> None:
     answer = await web.client.get("/nope")
     assert answer.status_code == 404 and "Page not found" in answer.text
     assert answer.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.postgres
+async def test_subscribe_confirm_and_unsubscribe_work_on_postgresql(
+    web_factory: object, postgres_url: str
+) -> None:
+    from web_helpers import week_of_papers
+
+    from digest.store import db
+    from digest.store.papers import upsert_papers
+
+    engine = db.open_database(postgres_url)
+    try:
+        upsert_papers(engine, week_of_papers(NOW.date()), NOW)
+        web = await web_factory(engine=engine)  # type: ignore[operator]
+        preview = await web.client.get("/preview", params={"rules": "diffusion"})
+        assert "Video Diffusion Models at Scale" in preview.text
+        links = await _subscribe_and_confirm(web)
+        assert _rows(engine)[0].status == "active"
+        assert (
+            await web.client.post(links["u"], files={"List-Unsubscribe": (None, "One-Click")})
+        ).status_code == 200
+        assert _rows(engine)[0].status == "unsubscribed"
+    finally:
+        engine.dispose()
