@@ -28,7 +28,7 @@ from digest.addresses import normalize_email
 from digest.config import Config
 from digest.errors import DigestError, RuleError, SubscriberError, TokenError
 from digest.message import DkimSigner, build_message
-from digest.models import Cadence, MatchedPaper, Paper, RenderedEmail, Rule, Subscriber, SubscriberStatus
+from digest.models import Cadence, RenderedEmail, Rule, Subscriber, SubscriberStatus
 from digest.notices import (
     WEEKDAY_NAMES,
     confirm_url,
@@ -40,7 +40,7 @@ from digest.notices import (
     schedule_phrase,
     unsubscribe_url,
 )
-from digest.rules import select_papers, validate_rules
+from digest.rules import BatchMatcher, explain, validate_rules
 from digest.store import subscribers as repo
 from digest.store.papers import load_papers
 from digest.store.tables import alert, run
@@ -146,8 +146,9 @@ class _Site:
             if d.dkim_key_file and d.dkim_selector and d.dkim_domain
             else None
         )
-        self._papers: tuple[float, date, list[Paper]] | None = None
+        self._matcher: tuple[float, date, BatchMatcher] | None = None
         self._papers_lock = threading.Lock()
+        self._match_lock = threading.Lock()
 
     # ---- pages
 
@@ -222,34 +223,45 @@ class _Site:
 
     # ---- preview
 
-    def recent_papers(self) -> tuple[list[Paper], int]:
+    def recent_matcher(self) -> tuple[BatchMatcher, int]:
+        """A matcher over the papers of the last PREVIEW_DAYS days, rebuilt at most once a minute.
+
+        Indexing the week's papers costs far more than matching a rule, so every preview shares it.
+        """
         today = self.clock().astimezone(self.config.schedule.zone).date()
         with self._papers_lock:
-            cached = self._papers
+            cached = self._matcher
             if cached and cached[1] == today and time.monotonic() - cached[0] < PREVIEW_CACHE_S:
-                return cached[2], PREVIEW_DAYS
+                return cached[2], len(cached[2].papers)
             papers = load_papers(self.engine, today - timedelta(days=PREVIEW_DAYS - 1), today)
-            self._papers = (time.monotonic(), today, papers)
-            return papers, PREVIEW_DAYS
+            matcher = BatchMatcher(papers, cache_size=4096)
+            self._matcher = (time.monotonic(), today, matcher)
+            return matcher, len(papers)
 
     def preview(self, text: str) -> Preview:
         lines, problems = check_rules(text)
         if problems or not lines:
             return Preview(bool(lines) or bool(problems), problems, [], 0, PREVIEW_DAYS, 0)
-        papers, days = self.recent_papers()
-        matched: list[MatchedPaper] = select_papers(papers, [Rule(query=q) for q in lines])
-        ordered = sorted(matched, key=lambda m: (-m.paper.upvotes, m.paper.id))
-        items = [
-            PreviewItem(
-                title=m.paper.title,
-                url=m.paper.url,
-                upvotes=m.paper.upvotes,
-                day=m.paper.daily_date.strftime("%a %-d %b"),
-                why="; ".join(e.describe() for e in m.why),
+        matcher, seen = self.recent_matcher()
+        rules = [Rule(query=q) for q in lines]
+        with self._match_lock:  # the matcher's memo tables are not meant for concurrent writers
+            hits = [matcher.papers[i] for i in matcher.match(rules)]
+        # Explaining costs more than matching: explain only the papers shown.
+        top = sorted(hits, key=lambda p: (-p.upvotes, p.id))[:PREVIEW_SHOWN]
+        items = []
+        for paper in top:
+            why = [e for e in (explain(paper, r) for r in rules) if e is not None]
+            items.append(
+                PreviewItem(
+                    title=paper.title,
+                    url=paper.url,
+                    upvotes=paper.upvotes,
+                    day=paper.daily_date.strftime("%a %-d %b"),
+                    why="; ".join(e.describe() for e in why),
+                )
             )
-            for m in ordered[:PREVIEW_SHOWN]
-        ]
-        return Preview(True, [], items, len(matched), days, len(papers))
+        total = len(hits)
+        return Preview(True, [], items, total, PREVIEW_DAYS, seen)
 
     # ---- mail
 
