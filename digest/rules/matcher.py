@@ -14,10 +14,11 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
+from digest.errors import RuleError
 from digest.models import Explanation, MatchedPaper, Paper, Rule
 from digest.rules.explain import explain_query
 from digest.rules.nodes import And, Compare, Node, Not, Or, Query, Term, Word
-from digest.rules.parser import MAX_CHARS, MAX_WORDS, parse_cached
+from digest.rules.parser import FIELD_NAMES, MAX_CHARS, MAX_WORDS, parse_cached, parse_rule
 from digest.rules.text import DEFAULT_FIELDS, FIELDS, PaperText, cached_paper_text
 
 RuleLike = Rule | Query | str
@@ -25,6 +26,31 @@ RuleLike = Rule | Query | str
 # Rules made only of ASCII letters, digits and spaces (and no upper-case operator) are plain AND-of-words
 # over the default fields; they are by far the most common and skip the parser. Our own fixed pattern.
 _PLAIN = re.compile(r"[A-Za-z0-9 ]+")
+# Other ASCII rules are parsed once per *shape*: the rule with each searched word replaced by a
+# placeholder (``title:(agent OR agents) -survey`` -> ``title:(w0 OR w1) -w2``). Runs of letters and
+# digits are exactly the words the parser would see, so the template parses to the same tree.
+_RUNS = re.compile(r"([A-Za-z0-9]+)")
+_OPERATOR_WORDS = frozenset({"OR", "AND", "NOT"})
+
+# A compiled template: ("t", ((slot, prefix), ...), fields) where slot is the index of the rule's word
+# or a word kept as written; ("c", Compare); ("n", child); ("a", children); ("o", children).
+Program = tuple[object, ...]
+
+
+def _compile_template(node: Node) -> Program:
+    if isinstance(node, Term):
+        slots = tuple(
+            (int(w[1:]) if w[0] == "w" and w[1:].isdigit() else w, prefix) for w, prefix in node.words
+        )
+        return ("t", slots, node.fields)
+    if isinstance(node, Compare):
+        return ("c", node)
+    if isinstance(node, Not):
+        return ("n", _compile_template(node.child))
+    if isinstance(node, And):
+        return ("a", tuple(_compile_template(c) for c in node.children))
+    assert isinstance(node, Or)
+    return ("o", tuple(_compile_template(c) for c in node.children))
 
 
 def bit_indices(bits: int) -> list[int]:
@@ -66,6 +92,8 @@ class BatchMatcher:
         self._term_bits: dict[tuple[tuple[Word, ...], tuple[str, ...]], int] = {}
         self._compare_bits: dict[tuple[str, int], int] = {}
         self._rule_bits: dict[str, int] = {}
+        self._shapes: dict[str, Program | None] = {}
+        self.stats = {"plain": 0, "shaped": 0, "parsed": 0, "cached": 0}
 
     # -- words and terms ---------------------------------------------------------------------------
 
@@ -114,19 +142,22 @@ class BatchMatcher:
 
     def term_bits(self, term: Term) -> int:
         """The papers containing ``term`` in one of its fields."""
-        key = (term.words, term.fields)
+        return self._words_bits(term.words, term.fields)
+
+    def _words_bits(self, words: tuple[Word, ...], fields: tuple[str, ...]) -> int:
+        key = (words, fields)
         bits = self._term_bits.get(key)
         if bits is None:
             bits = 0
-            for field in term.fields:
+            for field in fields:
                 candidates = self.all_bits
-                for word in term.words:
+                for word in words:
                     candidates &= self._bits_for(field, word)
                     if not candidates:
                         break
-                if len(term.words) > 1:
+                if len(words) > 1:
                     for i in bit_indices(candidates):
-                        if not self._phrase_in(i, field, term.words):
+                        if not self._phrase_in(i, field, words):
                             candidates &= ~(1 << i)
                 bits |= candidates
             self._term_bits[key] = bits
@@ -186,6 +217,62 @@ class BatchMatcher:
                 break
         return bits
 
+    def _shaped(self, text: str) -> int | None:
+        """Evaluate an ASCII rule through its shape's template; None when the rule needs the parser."""
+        if len(text) > MAX_CHARS or not text.isascii():
+            return None
+        parts = _RUNS.split(text)
+        found: list[str] = []
+        for k in range(1, len(parts), 2):
+            run = parts[k]
+            if run in _OPERATOR_WORDS or run.isdigit():
+                continue
+            if parts[k + 1].startswith(":"):
+                field = run.lower()
+                if field not in FIELD_NAMES:
+                    return None  # an unknown field: let the parser say so
+                parts[k] = field
+                continue
+            parts[k] = f"w{len(found)}"
+            found.append(run.lower())
+        shape = "".join(parts)
+        if shape in self._shapes:
+            program = self._shapes[shape]
+        else:
+            try:
+                program = _compile_template(parse_rule(shape).root)
+            except RuleError:
+                program = None  # the real rule is parsed, to report the error at the right place
+            if len(self._shapes) >= self._cache_size:
+                self._shapes.clear()
+            self._shapes[shape] = program
+        if program is None:
+            return None
+        return self._run(program, found)
+
+    def _run(self, program: Program, found: list[str]) -> int:
+        kind = program[0]
+        if kind == "t":
+            slots: tuple[tuple[int | str, bool], ...] = program[1]  # type: ignore[assignment]
+            words = tuple((found[s] if isinstance(s, int) else s, p) for s, p in slots)
+            return self._words_bits(words, program[2])  # type: ignore[arg-type]
+        if kind == "c":
+            return self._compare(program[1])  # type: ignore[arg-type]
+        if kind == "n":
+            return self.all_bits & ~self._run(program[1], found)  # type: ignore[arg-type]
+        children: tuple[Program, ...] = program[1]  # type: ignore[assignment]
+        if kind == "a":
+            bits = self.all_bits
+            for child in children:
+                bits &= self._run(child, found)
+                if not bits:
+                    break
+            return bits
+        bits = 0
+        for child in children:
+            bits |= self._run(child, found)
+        return bits
+
     # -- rules ---------------------------------------------------------------------------------------
 
     def rule_bits(self, rule: RuleLike) -> int:
@@ -197,11 +284,22 @@ class BatchMatcher:
         else:
             text = rule
         bits = self._rule_bits.get(text)
-        if bits is None:
+        if bits is not None:
+            self.stats["cached"] += 1
+        else:
             bits = self._plain(text)
-            if bits is None:
-                query = rule if isinstance(rule, Query) else parse_cached(text)
-                bits = self.node_bits(query.root)
+            if bits is not None:
+                self.stats["plain"] += 1
+            elif isinstance(rule, Query):
+                bits = self.node_bits(rule.root)
+                self.stats["parsed"] += 1
+            else:
+                bits = self._shaped(text)
+                if bits is not None:
+                    self.stats["shaped"] += 1
+                else:
+                    bits = self.node_bits(parse_cached(text).root)
+                    self.stats["parsed"] += 1
             if len(self._rule_bits) >= self._cache_size:
                 # Crude but bounded: popular rules come straight back after a reset.
                 self._rule_bits.clear()

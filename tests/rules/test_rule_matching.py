@@ -194,3 +194,23 @@ def test_the_rule_cache_stays_bounded_and_correct_after_it_is_reset() -> None:
         for rule, expected in TABLE[:10]:
             assert {PAPERS[i].id for i in matcher.match([rule])} == expected
     assert len(matcher._rule_bits) <= 3
+
+
+def test_the_plain_and_shape_fast_paths_are_taken_and_agree_with_the_parsed_tree() -> None:
+    from digest.rules import parse_rule
+
+    fast = BatchMatcher(PAPERS)
+    for rule, _ in TABLE:
+        assert fast.rule_bits(rule) == fast.node_bits(parse_rule(rule).root), rule
+    # Plain-word rules skip the parser, other ASCII rules go through their shape's template,
+    # and only non-ASCII rules are parsed one by one.
+    assert fast.stats["plain"] >= 15
+    assert fast.stats["shaped"] >= 40
+    assert fast.stats["parsed"] == sum(not r.isascii() for r, _ in TABLE)
+
+
+def test_rules_of_the_same_shape_share_one_template_but_keep_their_own_words() -> None:
+    matcher = BatchMatcher(PAPERS)
+    assert {PAPERS[i].id for i in matcher.match(["title:(agent OR video) -transformers"])} == {"agent"}
+    assert {PAPERS[i].id for i in matcher.match(["Title:(Scaling OR bayes) -Transformers"])} == {"llm", "uni"}
+    assert len(matcher._shapes) == 1

@@ -14,6 +14,7 @@ from digest.rules import BatchMatcher, evaluate, explain_query, paper_text, pars
 # A small vocabulary so that generated rules and papers actually share words, plurals and prefixes.
 VOCAB = ["model", "models", "modeles", "mode", "agent", "agents", "agentic", "box", "boxes", "few", "shot"]
 VOCAB += ["large", "language", "gpt", "4o", "diffusion", "video", "or", "and", "Straße", "strasse", "Köln"]
+VOCAB += ["GPT4", "2024", "Agent", "MODELS", "w0", "title"]
 SEPARATORS = [" ", " ", " ", "-", "\n", ", ", ": ", "/"]
 
 words = st.sampled_from(VOCAB)
@@ -61,6 +62,8 @@ def leaf(draw: st.DrawFn) -> str:
     if kind == 6:
         field = draw(st.sampled_from(["title", "abstract", "keyword", "author", "org"]))
         return f"{field}:{_word(draw)}"
+    if kind == 7 and draw(st.booleans()):
+        return f"{draw(words)}-{draw(st.sampled_from(['title', 'gpt4', 'x']))}:{draw(words)}"  # not fields
     if kind == 7:
         return f"upvotes:{draw(st.sampled_from(['', '>', '>=', '<', '<=', '=']))}{draw(st.integers(0, 30))}"
     return " ".join(draw(words) for _ in range(draw(st.integers(1, 4))))  # plain: the matcher's fast path
