@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from smtp_server import smtp_server  # the fault-injecting SMTP server fixture, for every test
 
 from digest.store import db
+
+__all__ = ["smtp_server"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HF_FIXTURES = ROOT.parent / "shared" / "fixtures" / "hf"

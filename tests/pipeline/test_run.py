@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from pipeline_helpers import DAY, delivered, delivery_states, mails_to, make_config, subscribe
-from smtp_server import DROP, FaultySmtpServer, smtp_server  # noqa: F401  (fixture)
+from smtp_server import DROP, FaultySmtpServer
 
 from digest.mailer import SmtpPool
 from digest.pipeline import RunOptions, run_digest
