@@ -64,47 +64,52 @@ def schedule_phrase(cadence: Cadence, weekday: int) -> str:
     return "every day"
 
 
-def render_confirmation(
-    config: Config, sub: Subscriber, *, confirm_url: str, unsubscribe_url: str
-) -> RenderedEmail:
-    """The double opt-in mail: the rules asked for and the confirmation link."""
+def render_confirmation(config: Config, secret: str, sub: Subscriber) -> RenderedEmail:
+    """The double opt-in mail: the rules asked for, the confirmation link, a link to stop even these mails."""
     return _render(
         "confirm",
-        {**_common(config, sub), "confirm_url": confirm_url, "unsubscribe_url": unsubscribe_url},
+        {
+            **_common(config, sub),
+            "confirm_url": confirm_url(config, secret, sub),
+            "unsubscribe_url": unsubscribe_url(config, secret, sub),
+        },
     )
 
 
-def render_welcome(
-    config: Config, sub: Subscriber, *, manage_url: str, unsubscribe_url: str
-) -> RenderedEmail:
-    """Sent once, when the subscription is confirmed: the rules, the manage and unsubscribe links."""
+def render_welcome(config: Config, secret: str, sub: Subscriber) -> RenderedEmail:
+    """Sent once, when the subscription is confirmed: the rules, the schedule, the manage and unsubscribe links."""
     return _render(
         "welcome",
         {
             **_common(config, sub),
             "schedule": schedule_phrase(sub.cadence, sub.weekday),
-            "manage_url": manage_url,
-            "unsubscribe_url": unsubscribe_url,
+            "manage_url": manage_url(config, secret, sub),
+            "unsubscribe_url": unsubscribe_url(config, secret, sub),
         },
     )
 
 
-def render_reminder(
-    config: Config, sub: Subscriber, *, manage_url: str, unsubscribe_url: str
-) -> RenderedEmail:
+def render_reminder(config: Config, secret: str, sub: Subscriber) -> RenderedEmail:
     """For a subscribe request on an address that is already subscribed: nothing changed, here are your links.
 
     (The web page answers the same whatever the address, so only the owner of the mailbox learns this.)
     """
     return _render(
         "reminder",
-        {**_common(config, sub), "manage_url": manage_url, "unsubscribe_url": unsubscribe_url},
+        {
+            **_common(config, sub),
+            "manage_url": manage_url(config, secret, sub),
+            "unsubscribe_url": unsubscribe_url(config, secret, sub),
+        },
     )
 
 
-def render_admin_alert(subject_line: str, detail: str, *, title: str = "Paper digest") -> RenderedEmail:
-    """A short plain mail for the operator (admin_email) about a failed run or source."""
-    subject = _one_line(f"[{title}] {subject_line}")[:200]
+def render_admin_alert(subject_line: str, detail: str, *, prefix: str = "") -> RenderedEmail:
+    """A short plain mail for the operator (admin_email) about a failed run or source.
+
+    The subject is made one line (no header injection from an error text); ``prefix`` goes in front of it.
+    """
+    subject = _one_line(f"{prefix} {subject_line}" if prefix else subject_line)[:200]
     body = detail.replace("\0", "").rstrip() + "\n"
     html = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

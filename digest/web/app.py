@@ -472,14 +472,10 @@ def create_app(
             return done
         links = site.links(sub)
         if outcome is repo.SubscribeOutcome.ACTIVE:
-            mail = render_reminder(
-                site.config, sub, manage_url=links["manage_url"], unsubscribe_url=links["unsubscribe_url"]
-            )
+            mail = render_reminder(site.config, site.secret, sub)
             background.add_task(site.send, sub, mail, links["unsubscribe_url"], "reminder")
         else:
-            mail = render_confirmation(
-                site.config, sub, confirm_url=links["confirm_url"], unsubscribe_url=links["unsubscribe_url"]
-            )
+            mail = render_confirmation(site.config, site.secret, sub)
             background.add_task(site.send, sub, mail, links["unsubscribe_url"], "confirmation")
         return done
 
@@ -492,9 +488,7 @@ def create_app(
         links = site.links(sub)
         if repo.confirm_subscriber(site.engine, sub.id, now=site.clock()):
             active = repo.get_subscriber(site.engine, sub.id) or sub
-            mail = render_welcome(
-                site.config, active, manage_url=links["manage_url"], unsubscribe_url=links["unsubscribe_url"]
-            )
+            mail = render_welcome(site.config, site.secret, active)
             background.add_task(site.send, active, mail, links["unsubscribe_url"], "welcome")
             return site.page("confirmed.html", sub=active, already=False, manage_url=links["manage_url"])
         if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
