@@ -29,7 +29,7 @@ from datetime import date
 from itertools import accumulate
 from pathlib import Path
 
-from digest.models import Paper
+from digest.models import Paper, Rule
 from digest.rules import And, BatchMatcher, Compare, Not, Or, Term, paper_text, parse_rule, words
 from digest.rules.nodes import Node
 from digest.rules.oracle import term_matches
@@ -223,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
             f"index {build * 1000:.0f} ms, {matched / n:.2f} papers/subscriber, "
             f"{naive * n / spent:,.0f}x faster than naive, peak RSS {peak_rss_mb():,.0f} MB"
         )
+    sample = next(maker.subscribers(2_000 if args.quick else 20_000))
+    matcher = BatchMatcher(papers)
+    t = time.perf_counter()
+    shown = sum(len(matcher.select([Rule(r) for r in rules])) for rules in sample)
+    spent = time.perf_counter() - t
+    print(
+        f"select with explanations: {spent / len(sample) * 1e6:,.0f} us/subscriber "
+        f"({shown / len(sample):.2f} papers each, {len(sample):,} subscribers)"
+    )
     return 0
 
 

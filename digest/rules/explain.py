@@ -6,26 +6,28 @@ Only the terms that actually carry the match are reported: for ``(a b) OR c`` on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from digest.models import Explanation, Paper, Rule, Span
 from digest.rules.nodes import And, Compare, Node, Not, Or, Query, Term
-from digest.rules.oracle import evaluate, phrase_at, term_in_segment, term_matches
+from digest.rules.oracle import evaluate, phrase_at
 from digest.rules.parser import parse_cached
 from digest.rules.text import FIELDS, PaperText, Segment, cached_paper_text
 
+Holds = Callable[[Node], bool]
 
-def _witnesses(node: Node, paper: PaperText) -> tuple[bool, list[Term]]:
-    """Evaluate ``node`` and collect the terms that make it true."""
+
+def _witnesses(node: Node, holds: Holds) -> tuple[bool, list[Term]]:
+    """Evaluate ``node`` (``holds`` answers for one node) and collect the terms that make it true."""
     if isinstance(node, Term):
-        hit = term_matches(node, paper)
+        hit = holds(node)
         return hit, [node] if hit else []
-    if isinstance(node, Compare):
-        return node.test(paper.upvotes), []
-    if isinstance(node, Not):
-        return not evaluate(node.child, paper), []
+    if isinstance(node, Compare | Not):
+        return holds(node), []
     if isinstance(node, And):
         found: list[Term] = []
         for child in node.children:
-            ok, terms = _witnesses(child, paper)
+            ok, terms = _witnesses(child, holds)
             if not ok:
                 return False, []
             found.extend(terms)
@@ -34,20 +36,25 @@ def _witnesses(node: Node, paper: PaperText) -> tuple[bool, list[Term]]:
     any_ok = False
     found = []
     for child in node.children:
-        ok, terms = _witnesses(child, paper)
+        ok, terms = _witnesses(child, holds)
         if ok:
             any_ok = True
             found.extend(terms)
     return any_ok, found
 
 
-def _spans(term: Term, seg: Segment) -> list[Span]:
-    n = len(term.words)
-    return [
-        Span(seg.source, seg.starts[i], seg.ends[i + n - 1])
-        for i in range(len(seg.tokens) - n + 1)
-        if phrase_at(seg, i, term.words)
-    ]
+def _starts(term: Term, seg: Segment) -> list[int]:
+    """Token indices where ``term`` starts in ``seg`` (a first-word filter, then the full check)."""
+    first, prefix = term.words[0]
+    tokens = seg.tokens
+    if prefix:
+        found = [i for i, t in enumerate(tokens) if t.startswith(first)]
+    else:
+        forms = {first, first + "s", first + "es"}
+        found = [i for i, t in enumerate(tokens) if t in forms]
+    if len(term.words) > 1:
+        found = [i for i in found if phrase_at(seg, i, term.words)]
+    return found
 
 
 def _merge(spans: list[Span]) -> tuple[Span, ...]:
@@ -63,31 +70,40 @@ def _merge(spans: list[Span]) -> tuple[Span, ...]:
     return tuple(out)
 
 
-def explain_query(query: Query, paper: PaperText, label: str) -> Explanation | None:
-    """The Explanation of ``query`` on a tokenised paper, or None when it does not match."""
-    ok, terms = _witnesses(query.root, paper)
+def explain_query(
+    query: Query, paper: PaperText, label: str, holds: Holds | None = None
+) -> Explanation | None:
+    """The Explanation of ``query`` on a tokenised paper, or None when it does not match.
+
+    ``holds(node)`` says whether a node matches this paper; by default the AST is walked (the oracle),
+    and the BatchMatcher passes its bitsets instead.
+    """
+    if holds is None:
+
+        def holds(node: Node) -> bool:
+            return evaluate(node, paper)
+
+    ok, terms = _witnesses(query.root, holds)
     if not ok:
         return None
     names: list[str] = []
     fields: set[str] = set()
     spans: list[Span] = []
-    seen: set[Term] = set()
-    for term in terms:
-        if term in seen:
-            continue
-        seen.add(term)
+    for term in dict.fromkeys(terms):
         if term.text not in names:
             names.append(term.text)
+        n = len(term.words)
         for field in term.fields:
-            segs = paper.fields[field]
-            if any(term_in_segment(term, s) for s in segs):
-                fields.add(field)
-            if field in ("title", "abstract"):
-                for seg in segs:
-                    spans.extend(_spans(term, seg))
+            for seg in paper.fields[field]:
+                starts = _starts(term, seg)
+                if starts:
+                    fields.add(field)
+                    if seg.source:
+                        spans.extend(Span(seg.source, seg.starts[i], seg.ends[i + n - 1]) for i in starts)
         # The AI summary is not searched, but it restates the abstract: highlight the same words there.
         if "abstract" in term.fields:
-            spans.extend(_spans(term, paper.ai_summary))
+            seg = paper.ai_summary
+            spans.extend(Span(seg.source, seg.starts[i], seg.ends[i + n - 1]) for i in _starts(term, seg))
     return Explanation(
         rule=label,
         terms=tuple(names),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from digest.errors import RuleError
 from digest.models import Explanation, MatchedPaper, Paper, Rule
@@ -93,6 +94,7 @@ class BatchMatcher:
         self._compare_bits: dict[tuple[str, int], int] = {}
         self._rule_bits: dict[str, int] = {}
         self._shapes: dict[str, Program | None] = {}
+        self._explanations: dict[tuple[str, int], Explanation] = {}
         self.stats = {"plain": 0, "shaped": 0, "parsed": 0, "cached": 0}
 
     # -- words and terms ---------------------------------------------------------------------------
@@ -327,13 +329,31 @@ class BatchMatcher:
         chosen = sorted(bit_indices(union), key=lambda i: (-self.papers[i].upvotes, self.papers[i].id))
         out: list[MatchedPaper] = []
         for i in chosen:
-            why: list[Explanation] = []
-            for rule, bits in zip(rules, per_rule, strict=True):
-                if bits >> i & 1:
-                    found = explain_query(parse_cached(rule.query), self.texts[i], rule.label)
-                    why.append(found if found is not None else Explanation(rule.label, (), ()))
+            why = [self.explain(rule, i) for rule, bits in zip(rules, per_rule, strict=True) if bits >> i & 1]
             out.append(MatchedPaper(self.papers[i], tuple(why)))
         return out
+
+    def explain(self, rule: Rule, index: int) -> Explanation:
+        """Why ``rule`` matches ``papers[index]`` (memoised per rule text and paper).
+
+        Only call it for a paper the rule matches; the terms and spans are those of explain().
+        """
+        key = (rule.query, index)
+        found = self._explanations.get(key)
+        if found is None:
+            bit = 1 << index
+
+            def holds(node: Node) -> bool:
+                return bool(self.node_bits(node) & bit)
+
+            query = parse_cached(rule.query)
+            found = explain_query(query, self.texts[index], rule.query, holds) or Explanation(
+                rule.query, (), ()
+            )
+            if len(self._explanations) >= self._cache_size:
+                self._explanations.clear()
+            self._explanations[key] = found
+        return found if found.rule == rule.label else replace(found, rule=rule.label)
 
 
 def select_papers(papers: Sequence[Paper], rules: Sequence[Rule]) -> list[MatchedPaper]:

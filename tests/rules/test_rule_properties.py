@@ -3,12 +3,14 @@ and a rule has an explanation for exactly the papers it matches."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from rules_helpers import make_paper
 
 from digest.errors import RuleError
-from digest.models import Paper
+from digest.models import Paper, Rule
 from digest.rules import BatchMatcher, evaluate, explain_query, paper_text, parse_rule
 
 # A small vocabulary so that generated rules and papers actually share words, plurals and prefixes.
@@ -108,5 +110,7 @@ def test_the_inverted_matcher_equals_the_oracle(day: list[Paper], texts: list[st
             assert (why is not None) == (i in expected)
             if why is not None:
                 assert set(why.terms) <= {t.text for t in q.terms}
+                # The matcher's bitset-driven explanation is the same as the AST walk's.
+                assert matcher.explain(Rule(q.text, name="named"), i) == replace(why, rule="named")
         union |= expected
     assert set(matcher.match(texts)) == union
