@@ -93,8 +93,9 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
         received = list(sink.messages)
     result = DemoResult(DEMO_DATE, report.papers_fetched, report)
     by_recipient: dict[str, bytes] = {}
-    for rcpt, data in received:
-        by_recipient[rcpt] = data
+    for m in received:
+        for rcpt in m.recipients:
+            by_recipient[rcpt] = m.data
     for addr, _name, rules in DEMO_SUBSCRIBERS:
         data = by_recipient.get(addr)
         if data is None:

@@ -1,0 +1,263 @@
+"""The command line as an operator uses it: real subprocesses, real files, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from smtp_server import FaultySmtpServer
+
+from digest.sources.snapshot_server import SnapshotServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def digest(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DIGEST_CONFIG", "DIGEST_SECRET_KEY")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    result = digest("init", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+@pytest.fixture
+def hf(hf_fixtures: Path) -> Iterator[SnapshotServer]:
+    with SnapshotServer(hf_fixtures) as server:
+        yield server
+
+
+def point_at(workspace: Path, hf_url: str, smtp: FaultySmtpServer | None = None, extra: str = "") -> None:
+    path = workspace / "config.toml"
+    text = path.read_text()
+    text = text.replace('base_url = "https://huggingface.co"', f'base_url = "{hf_url}"')
+    text = text.replace("lookback_days = 3", "lookback_days = 0")
+    if smtp is not None:
+        text = text.replace('host = "localhost"', 'host = "127.0.0.1"')
+        text = text.replace("port = 587", f"port = {smtp.port}")
+        text = text.replace('security = "starttls"', 'security = "none"')
+    path.write_text(text + extra)
+
+
+def test_init_writes_a_commented_config_a_private_secret_and_the_database(workspace: Path) -> None:
+    text = (workspace / "config.toml").read_text()
+    assert text.count("#") > 40, "the written config keeps the example's comments"
+    key = workspace / "data" / "secret_key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert len(key.read_text().strip()) >= 32
+    assert (workspace / "data" / "digest.db").exists()
+    again = digest("init", cwd=workspace)
+    assert again.returncode == 0 and "kept existing" in again.stdout
+    assert key.read_text().strip() and "secret" not in text.split("secret_key_file")[0][-5:]
+
+
+def test_check_config_masks_secrets(workspace: Path) -> None:
+    secret = (workspace / "data" / "secret_key").read_text().strip()
+    result = digest("check-config", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout
+    assert secret not in result.stdout and "hidden" in result.stdout
+
+
+def test_a_broken_config_is_one_line_and_exit_1(workspace: Path) -> None:
+    (workspace / "config.toml").write_text('[smtp]\nport = "abc"\n')
+    result = digest("check-config", cwd=workspace)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: config.toml: smtp.port: expected an integer, got 'abc'"
+    assert "Traceback" not in result.stderr
+
+
+def test_config_comes_from_the_option_then_the_environment(workspace: Path, tmp_path_factory: Any) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    by_option = digest("--config", str(workspace / "config.toml"), "check-config", cwd=elsewhere)
+    assert by_option.returncode == 0, by_option.stderr
+    by_env = digest("check-config", cwd=elsewhere, env={"DIGEST_CONFIG": str(workspace / "config.toml")})
+    assert by_env.returncode == 0, by_env.stderr
+    missing = digest("check-config", cwd=elsewhere)
+    assert missing.returncode == 1 and "run 'digest init'" in missing.stderr
+
+
+def test_verbose_shows_the_traceback_of_an_operator_error(workspace: Path) -> None:
+    (workspace / "config.toml").write_text("[smtp]\nport = 'abc'\n")
+    result = digest("-v", "check-config", cwd=workspace)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_every_command_has_help_from_its_docstring(tmp_path: Path) -> None:
+    top = digest("--help", cwd=tmp_path)
+    assert top.returncode == 0
+    for command in (
+        "init",
+        "check-config",
+        "fetch",
+        "match",
+        "subscribe",
+        "unsubscribe",
+        "subscribers",
+        "preview",
+        "run",
+        "serve",
+        "demo",
+    ):
+        assert command in top.stdout
+        result = digest(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0, (command, result.stderr)
+        assert len(result.stdout.strip().splitlines()) > 3
+
+
+def test_fetch_json_prints_the_paper_fields(workspace: Path, hf: SnapshotServer) -> None:
+    point_at(workspace, hf.base_url)
+    result = digest("fetch", "--date", "2026-08-21", "--json", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    papers = json.loads(result.stdout)
+    assert len(papers) == 17
+    assert set(papers[0]) >= {
+        "id",
+        "title",
+        "summary",
+        "authors",
+        "upvotes",
+        "num_comments",
+        "published_at",
+        "daily_date",
+        "ai_summary",
+        "ai_keywords",
+        "github_repo",
+        "github_stars",
+        "project_page",
+        "thumbnail_url",
+        "organization",
+        "url",
+        "arxiv_url",
+        "pdf_url",
+    }
+
+
+def test_a_broken_source_is_one_line_and_exit_1(workspace: Path, hf: SnapshotServer) -> None:
+    point_at(workspace, hf.base_url)
+    hf.add_day(__import__("datetime").date(2026, 8, 22), [{"bad": 1}] * 3)
+    result = digest("fetch", "--date", "2026-08-22", cwd=workspace)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "2026-08-22" in last and "Traceback" not in result.stderr
+
+
+def test_match_json_from_a_file(tmp_path: Path, hf_fixtures: Path) -> None:
+    file = hf_fixtures / "api_daily_papers_date-2026-08-21.json"
+    result = digest("match", "title:agent*", "--papers", str(file), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    matches = json.loads(result.stdout)
+    assert {m["id"] for m in matches} >= {"2608.19880"}
+    assert all(m["why"] and "title" in m["why"][0] for m in matches)
+
+
+def test_a_bad_rule_exits_1_with_the_caret_message(tmp_path: Path, hf_fixtures: Path) -> None:
+    file = hf_fixtures / "api_daily_papers_date-2026-08-21.json"
+    result = digest("match", "(diffusion OR flow", "--papers", str(file), cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        "unclosed parenthesis" in result.stderr and "^" in result.stderr and "Traceback" not in result.stderr
+    )
+
+
+def test_admin_subscribe_list_preview_and_unsubscribe(workspace: Path, hf: SnapshotServer) -> None:
+    point_at(workspace, hf.base_url)
+    assert digest("fetch", "--date", "2026-08-21", cwd=workspace).returncode == 0
+    added = digest(
+        "subscribe", "ada@example.org", "--rule", "agent*", "--name", "Ada", "--confirmed", cwd=workspace
+    )
+    assert added.returncode == 0, added.stderr
+    bad = digest("subscribe", "ada@example.org", "--rule", "title:(", "--confirmed", cwd=workspace)
+    assert bad.returncode == 1 and "^" in bad.stderr
+    hostile = digest(
+        "subscribe", "x@example.org\r\nBcc: y@example.org", "--rule", "a", "--confirmed", cwd=workspace
+    )
+    assert hostile.returncode == 1
+    listed = json.loads(digest("subscribers", "--json", cwd=workspace).stdout)
+    assert listed == [
+        {
+            "email": "ada@example.org",
+            "status": "active",
+            "rules": ["agent*"],
+            "cadence": "daily",
+            "last_digest_at": None,
+        }
+    ]
+    out = workspace / "preview"
+    shown = digest("preview", "ada@example.org", "--date", "2026-08-21", "--out", str(out), cwd=workspace)
+    assert shown.returncode == 0, shown.stderr
+    eml = next(out.glob("*.eml"))
+    msg = email.message_from_bytes(eml.read_bytes())
+    assert msg["To"] == "ada@example.org" and msg["List-Unsubscribe"]
+    assert next(out.glob("*.html")).read_text().count("<") > 50
+    gone = digest("unsubscribe", "ada@example.org", cwd=workspace)
+    assert gone.returncode == 0
+    assert json.loads(digest("subscribers", "--json", cwd=workspace).stdout)[0]["status"] == "unsubscribed"
+
+
+def test_run_sends_and_exits_0_then_a_rerun_sends_nothing(
+    workspace: Path, hf: SnapshotServer, smtp_server: Any
+) -> None:
+    server = smtp_server()
+    point_at(workspace, hf.base_url, server)
+    assert (
+        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
+        == 0
+    )
+    first = digest("run", "--date", "2026-08-21", cwd=workspace)
+    assert first.returncode == 0, first.stderr
+    assert "sent" in first.stdout and len(server.messages) == 1
+    second = digest("run", "--date", "2026-08-21", cwd=workspace)
+    assert second.returncode == 0 and len(server.messages) == 1
+
+
+def test_dry_run_writes_eml_files_and_records_nothing(
+    workspace: Path, hf: SnapshotServer, smtp_server: Any
+) -> None:
+    server = smtp_server()
+    point_at(workspace, hf.base_url, server)
+    assert (
+        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
+        == 0
+    )
+    out = workspace / "dry"
+    result = digest("run", "--date", "2026-08-21", "--dry-run", "--out", str(out), cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.rglob("*.eml"))) == 1 and server.messages == []
+    real = digest("run", "--date", "2026-08-21", cwd=workspace)
+    assert real.returncode == 0 and len(server.messages) == 1, "a dry run marks nothing as delivered"
+
+
+def test_run_with_the_smtp_server_down_exits_1_with_one_line(
+    workspace: Path, hf: SnapshotServer, smtp_server: Any
+) -> None:
+    server = smtp_server()
+    point_at(workspace, hf.base_url, server)
+    server.stop()
+    assert (
+        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
+        == 0
+    )
+    result = digest("run", "--date", "2026-08-21", cwd=workspace)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "error" in result.stderr
