@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
@@ -198,7 +198,6 @@ class FastSinkStats:
     messages: int = 0
     bytes: int = 0
     connections: int = 0
-    recipients: list[str] = field(default_factory=list)
 
 
 _EHLO_REPLY = (
