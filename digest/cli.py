@@ -276,6 +276,10 @@ def run(
     cfg = _load()
     when = _parse_date(day, cfg)
     report = run_from_cli(cfg, when, dry_run=dry_run, out_dir=out_dir, console=err)
+    if report.status == "locked":
+        # Not an error: the other process owns this date and will finish it (and report it).
+        out.print(report.error)
+        return
     _print_report(report)
     if report.status != "done":
         raise typer.Exit(1)

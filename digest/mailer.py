@@ -160,10 +160,18 @@ class _Slot:
 
 def prepare_data(message: bytes) -> bytes:
     """The DATA payload: CRLF line endings, leading dots doubled (RFC 5321 4.5.2), the final CRLF.CRLF."""
-    body = _LINE_ENDINGS.sub(b"\r\n", message)
+    # Fast path for what build_message makes (CRLF only, base64 bodies): counting is a C loop, the
+    # regular expressions below cost about 0.3 ms on a typical 80 KB digest.
+    crlf = message.count(b"\r\n")
+    if crlf == message.count(b"\n") == message.count(b"\r"):
+        body = message
+    else:
+        body = _LINE_ENDINGS.sub(b"\r\n", message)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+    if body.startswith(b".") or b"\n." in body:
+        body = _LEADING_DOT.sub(b"..", body)
+    return body + b".\r\n"
 
 
 class SmtpPool:

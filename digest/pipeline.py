@@ -8,6 +8,7 @@ A rerun of a finished date sends nothing; a rerun of a crashed date finishes wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,15 +27,14 @@ from digest.message import DkimSigner, build_message, make_message_id
 from digest.models import (
     Cadence,
     DeliveryState,
-    MatchedPaper,
     Paper,
     RunReport,
     Subscriber,
     SubscriberStatus,
 )
 from digest.notices import manage_url, render_admin_alert, render_confirmation, unsubscribe_url
-from digest.render import DigestContext, render_digest
-from digest.rules import BatchMatcher, select_papers
+from digest.render import DigestContext, render_digest, shown_papers
+from digest.rules import BatchMatcher
 from digest.sources import fetch_days
 from digest.store import db, outbox
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
@@ -143,6 +143,8 @@ class Composer:
     secret: str
     dkim: DkimSigner | None = None
     domain: str = "localhost"
+    _matcher: BatchMatcher | None = field(default=None, repr=False)
+    _matcher_key: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def for_config(cls, config: Config) -> Composer:
@@ -160,10 +162,24 @@ class Composer:
     def compose(
         self, sub: Subscriber, papers: Sequence[Paper], run_date: date, now: datetime
     ) -> DigestMail | None:
-        matched = select_papers(papers, sub.rules)
+        """The subscriber's digest of ``papers`` (only those their rules match), or None when none do."""
+        ids = {p.id for p in papers}
+        return self.compose_from(sub, self.matcher(papers), ids, run_date, now)
+
+    def matcher(self, papers: Sequence[Paper]) -> BatchMatcher:
+        """One matcher per distinct paper set, so words, rules and explanations are computed once per run."""
+        key = tuple(sorted(p.id for p in papers))
+        if self._matcher is None or self._matcher_key != key:
+            self._matcher, self._matcher_key = BatchMatcher(sorted(papers, key=lambda p: p.id)), key
+        return self._matcher
+
+    def compose_from(
+        self, sub: Subscriber, matcher: BatchMatcher, allowed: set[str], run_date: date, now: datetime
+    ) -> DigestMail | None:
+        matched = [m for m in matcher.select(sub.rules) if m.paper.id in allowed]
         if not matched:
             return None
-        shown: list[MatchedPaper] = matched[: self.config.digest.max_papers]
+        shown = shown_papers(matched, self.config.digest.max_papers)
         unsub = unsubscribe_url(self.config, self.secret, sub)
         rendered = render_digest(
             DigestContext(
@@ -210,6 +226,21 @@ class RunOptions:
     in_run_retry_window: timedelta = IN_RUN_RETRY_WINDOW
     progress: Progress | None = None
     sleep: Callable[[float], Any] = field(default=asyncio.sleep)
+    #: Set it to stop gracefully (SIGTERM): no new message is handed to the server, messages already
+    #: handed over finish, claimed ones not yet handed over go back to pending; the run ends "interrupted".
+    stop: asyncio.Event | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep before a retry, waking early when asked to stop."""
+        if self.stop is None:
+            await self.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
 
 
 async def run_digest(
@@ -295,6 +326,8 @@ async def run_digest(
         + counts.get(DeliveryState.SENDING, 0)
     )
     report.status = "done" if unfinished == 0 else "incomplete"
+    if unfinished and opts.stopping:
+        report.status = "interrupted"
     if counts.get(DeliveryState.UNCERTAIN, 0):
         report.problems.append(
             f"{counts[DeliveryState.UNCERTAIN]} deliveries are uncertain (the connection dropped after the message was sent); "
@@ -424,13 +457,15 @@ async def _deliver(
     total = _count_due(engine, run_ids)
     done = 0
     while True:
+        if opts.stopping:
+            return
         now = clock()
         claimed = outbox.claim_deliveries(engine, run_ids, now, batch_size)
         if not claimed:
             due = outbox.next_retry_at(engine, run_ids)
             if due is None or due - now > opts.in_run_retry_window:
                 return
-            await opts.sleep(max(0.0, (due - now).total_seconds()))
+            await opts.pause(max(0.0, (due - now).total_seconds()))
             continue
         outcomes = await _send_batch(
             config, engine, claimed, run_date, transport, composer, sender, paper_cache, clock, opts
@@ -478,6 +513,7 @@ async def _send_batch(
     missing = {pid for c in claimed for pid in c.paper_ids if pid not in paper_cache}
     if missing:
         paper_cache.update({p.id: p for p in papers_by_ids(engine, sorted(missing))})
+    matcher = composer.matcher(list(paper_cache.values()))
     now = clock()
     outcomes: list[outbox.Outcome] = []
     jobs: list[tuple[outbox.Claimed, DigestMail]] = []
@@ -490,8 +526,8 @@ async def _send_batch(
             continue
         try:
             already = sent_before.get(sub.id, set())
-            papers = [paper_cache[p] for p in c.paper_ids if p in paper_cache and p not in already]
-            mail = composer.compose(sub, papers, run_date, now)
+            allowed = {p for p in c.paper_ids if p in paper_cache and p not in already}
+            mail = composer.compose_from(sub, matcher, allowed, run_date, now)
         except Exception as exc:  # one bad paper or template never stops the run
             log.exception("could not render the digest for subscriber %d", c.subscriber_id)
             outcomes.append(
@@ -503,15 +539,31 @@ async def _send_batch(
             continue
         jobs.append((c, mail))
 
-    async def send_one(c: outbox.Claimed, mail: DigestMail) -> outbox.Outcome:
-        result: SendOutcome = await transport.send(sender, mail.subscriber.email, mail.message)
+    # At most pool_size messages are inside the transport at a time; the others wait here, where a stop
+    # (or a cancellation) can still give them back untouched.
+    gate = asyncio.Semaphore(config.smtp.pool_size)
+    handed: set[int] = set()  # claimed ids whose message went into transport.send
+
+    async def send_one(c: outbox.Claimed, mail: DigestMail) -> outbox.Outcome | None:
+        async with gate:
+            if opts.stopping:
+                return None  # never handed over: released below
+            handed.add(c.id)
+            result: SendOutcome = await transport.send(sender, mail.subscriber.email, mail.message)
         return _outcome(config, c, mail, result, clock(), opts)
 
-    results = await asyncio.gather(*(send_one(c, m) for c, m in jobs), return_exceptions=True)
+    tasks = [asyncio.ensure_future(send_one(c, m)) for c, m in jobs]
+    try:
+        results: list[Any] = await asyncio.gather(*tasks, return_exceptions=True)
+    except asyncio.CancelledError:
+        _record_cancelled(config, engine, jobs, tasks, handed, outcomes, clock)
+        raise
     fatal: BaseException | None = None
     unsent: list[outbox.Claimed] = []
     for (c, mail), res in zip(jobs, results, strict=True):
-        if isinstance(res, DeliveryError):
+        if res is None:
+            unsent.append(c)
+        elif isinstance(res, DeliveryError):
             fatal = fatal or res
             unsent.append(c)
         elif isinstance(res, BaseException):
@@ -525,7 +577,42 @@ async def _send_batch(
         outbox.record_outcomes(engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
         outbox.release(engine, unsent, clock(), f"not sent: {fatal}")
         raise fatal
+    outbox.release(engine, unsent, clock(), "not sent: the process was stopping")
     return outcomes
+
+
+def _record_cancelled(
+    config: Config,
+    engine: sa.Engine,
+    jobs: list[tuple[outbox.Claimed, DigestMail]],
+    tasks: Sequence[asyncio.Future[outbox.Outcome | None]],
+    handed: set[int],
+    outcomes: list[outbox.Outcome],
+    clock: Clock,
+) -> None:
+    """The run was cancelled mid-batch: record what is known before the cancellation goes on.
+
+    Finished sends are recorded as usual; a message never handed to the transport goes back to pending;
+    one cancelled inside the transport may or may not have reached the server: uncertain (RFC 1047).
+    (gather has already cancelled the unfinished tasks; their slots go back to the pool as they unwind.)
+    """
+    unsent: list[outbox.Claimed] = []
+    for (c, _mail), task in zip(jobs, tasks, strict=True):
+        finished = task.done() and not task.cancelled()
+        error = task.exception() if finished else None
+        res = task.result() if finished and error is None else None
+        if res is not None:
+            outcomes.append(res)
+        elif c.id in handed and not isinstance(error, DeliveryError):  # DeliveryError: raised before DATA
+            outcomes.append(
+                outbox.Outcome(
+                    c, DeliveryState.UNCERTAIN, "process stopped while sending; not resent (RFC 1047)"
+                )
+            )
+        else:
+            unsent.append(c)
+    outbox.record_outcomes(engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
+    outbox.release(engine, unsent, clock(), "not sent: the process was stopped")
 
 
 def _outcome(

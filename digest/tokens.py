@@ -6,6 +6,7 @@ every link mailed before.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -22,7 +23,9 @@ MAX_AGE: dict[str, int | None] = {
 }
 
 
+@lru_cache(maxsize=16)
 def _serializer(secret: str, purpose: Purpose) -> URLSafeTimedSerializer:
+    # Cached: every digest signs two links, and building a serializer per link costs more than signing.
     return URLSafeTimedSerializer(secret, salt=f"paper-digest/{purpose}")
 
 

@@ -1,0 +1,164 @@
+"""Whole-pipeline delivery speed vs raw SMTP on the same sink, in the same run (printed, never asserted).
+
+N subscribers (default 10,000) with one rule each over the real 2026-08-21 papers; the fast counting SMTP
+sink runs in another process. We time `run_digest` (plan + claim + render + MIME + send + record) and then
+raw aiosmtplib sending the same number of prebuilt messages over the same number of reused connections.
+Prints messages/s of both, the ratio (target >= 0.7) and our process's CPU per message (target < 1 ms).
+
+    python benchmarks/bench_pipeline.py [--quick] [--subscribers N] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import aiosmtplib
+import sqlalchemy as sa
+
+from digest.config import parse_config
+from digest.mailer import SmtpPool, SmtpSettings
+from digest.models import Rule, Subscriber
+from digest.pipeline import Composer, run_digest
+from digest.smtp_sink import SinkProcess
+from digest.sources.snapshot_server import SnapshotServer
+from digest.store import db
+from digest.store.papers import load_papers
+from digest.store.tables import rule, subscriber
+
+DAY = date(2026, 8, 21)
+DATA = Path(__file__).resolve().parents[1] / "digest" / "demo_data"
+RULES = [
+    "agent*",
+    "video OR diffusion",
+    "benchmark*",
+    "llm OR language",
+    "title:(model OR models)",
+    "reasoning",
+    "code",
+]
+
+
+def add_subscribers(engine: sa.Engine, n: int) -> None:
+    now = datetime.now(UTC)
+    subs = [
+        {
+            "email": f"reader{i:06d}@example.org",
+            "status": "active",
+            "cadence": "daily",
+            "weekday": 0,
+            "managed_by_config": False,
+            "created_at": now,
+            "updated_at": now,
+            "hard_bounces": 0,
+            "token_version": 0,
+        }
+        for i in range(n)
+    ]
+    with engine.begin() as conn:
+        conn.execute(subscriber.insert(), subs)
+        ids = [r for (r,) in conn.execute(sa.select(subscriber.c.id).order_by(subscriber.c.id))]
+        conn.execute(
+            rule.insert(),
+            [
+                {"subscriber_id": sid, "position": 0, "name": "", "query": RULES[i % len(RULES)]}
+                for i, sid in enumerate(ids)
+            ],
+        )
+
+
+async def raw_send(host: str, port: int, connections: int, messages: list[bytes]) -> float:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for m in messages:
+        queue.put_nowait(m)
+
+    async def worker() -> None:
+        smtp = aiosmtplib.SMTP(hostname=host, port=port, use_tls=False, start_tls=False)
+        await smtp.connect()
+        while not queue.empty():
+            data = queue.get_nowait()
+            await smtp.sendmail("digest@example.org", ["reader@example.org"], data)
+        await smtp.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--pool", type=int, default=4)
+    parser.add_argument("--postgres", action="store_true", help="use $DIGEST_TEST_PG_URL instead of SQLite")
+    args = parser.parse_args()
+    n = 500 if args.quick else args.subscribers
+    with tempfile.TemporaryDirectory() as tmp, SnapshotServer(DATA) as hf, SinkProcess(fast=True) as sink:
+        url = os.environ["DIGEST_TEST_PG_URL"] if args.postgres else f"sqlite:///{tmp}/bench.db"
+        key = Path(tmp) / "key"
+        key.write_text(secrets.token_urlsafe(48))
+        config = parse_config(
+            {
+                "source": {"base_url": hf.base_url, "lookback_days": 0},
+                "database": {"url": url},
+                "smtp": {"host": sink.host, "port": sink.port, "security": "none", "pool_size": args.pool},
+                "security": {"secret_key_env": "BENCH_UNSET", "secret_key_file": str(key)},
+                "digest": {"admin_email": None},
+            },
+            Path(tmp) / "config.toml",
+        )
+        engine = db.open_database(config.database_url)
+        if args.postgres:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "TRUNCATE subscriber, rule, run, delivery, delivered_paper, paper, alert CASCADE"
+                )
+        add_subscribers(engine, n)
+
+        async def ours() -> tuple[float, float, int]:
+            async with SmtpPool(SmtpSettings.from_config(config)) as pool:
+                cpu0, t0 = time.process_time(), time.perf_counter()
+                report = await run_digest(config, engine, DAY, pool)
+                return time.perf_counter() - t0, time.process_time() - cpu0, report.sent
+
+        wall, cpu, sent = asyncio.run(ours())
+        from digest.store.tables import delivery
+
+        with engine.connect() as conn:
+            size = conn.execute(sa.select(sa.func.count()).where(delivery.c.state == "sent")).scalar()
+        # Raw: the same number of real digests, prebuilt (one per rule, cycled), over the same connections.
+        papers = load_papers(engine, DAY, DAY)
+        composer = Composer.for_config(config)
+        samples = []
+        for i, query in enumerate(RULES):
+            sub = Subscriber(id=i + 1, email=f"reader{i:06d}@example.org", rules=(Rule(query),))
+            mail = composer.compose(sub, papers, DAY, datetime.now(UTC))
+            if mail is not None:
+                samples.append(mail.message)
+        prebuilt = [samples[i % len(samples)] for i in range(sent)]
+        avg = sum(len(m) for m in samples) // len(samples)
+        raw_wall = asyncio.run(raw_send(sink.host, sink.port, args.pool, prebuilt))
+        engine.dispose()
+    ours_rate = sent / wall if wall else 0.0
+    raw_rate = sent / raw_wall if raw_wall else 0.0
+    print(f"average digest size: {avg // 1024} KB")
+    print(
+        f"pipeline: {sent} digests to {n} subscribers ({size} recorded sent) in {wall:.2f} s = {ours_rate:,.0f} msg/s"
+    )
+    print(f"raw aiosmtplib, same sink, {args.pool} reused connections: {raw_rate:,.0f} msg/s")
+    print(f"ratio ours/raw: {ours_rate / raw_rate:.2f} (target >= 0.7)" if raw_rate else "ratio: n/a")
+    print(
+        f"CPU in our process per message: {cpu / max(sent, 1) * 1000:.3f} ms (target < 1 ms; includes planning)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
