@@ -297,7 +297,9 @@ class SinkProcess:
             args.append("--fast")
         if self.out is not None:
             args += ["--out", str(self.out)]
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if not line.startswith("port "):
