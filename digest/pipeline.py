@@ -460,15 +460,15 @@ async def _deliver(
         if opts.stopping:
             return
         now = clock()
-        claimed = outbox.claim_deliveries(engine, run_ids, now, batch_size)
-        if not claimed:
+        rows = outbox.due_deliveries(engine, run_ids, now, batch_size)
+        if not rows:
             due = outbox.next_retry_at(engine, run_ids)
             if due is None or due - now > opts.in_run_retry_window:
                 return
             await opts.pause(max(0.0, (due - now).total_seconds()))
             continue
         outcomes = await _send_batch(
-            config, engine, claimed, run_date, transport, composer, sender, paper_cache, clock, opts
+            config, engine, rows, run_date, transport, composer, sender, paper_cache, clock, opts
         )
         recorded = outbox.record_outcomes(
             engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
@@ -498,7 +498,7 @@ def _count_due(engine: sa.Engine, run_ids: list[int]) -> int:
 async def _send_batch(
     config: Config,
     engine: sa.Engine,
-    claimed: list[outbox.Claimed],
+    rows: list[outbox.Due],
     run_date: date,
     transport: Transport,
     composer: Composer,
@@ -507,112 +507,121 @@ async def _send_batch(
     clock: Clock,
     opts: RunOptions,
 ) -> list[outbox.Outcome]:
-    subs = subscribers_by_ids(engine, [c.subscriber_id for c in claimed])
+    """Render the batch, then claim and send each row only as it goes to the server.
+
+    A row moves to ``sending`` right before its message is handed to the transport (at most pool_size at a
+    time), so a process killed at any moment leaves only the messages really in flight as ``sending`` (and
+    then ``uncertain``); the rest of the batch is still ``pending`` for the next run.
+    """
+    subs = subscribers_by_ids(engine, [r.subscriber_id for r in rows])
     # Last guard before sending: a paper already delivered to this person is never sent again.
-    sent_before = delivered_ids(engine, list(subs), sorted({p for c in claimed for p in c.paper_ids}))
-    missing = {pid for c in claimed for pid in c.paper_ids if pid not in paper_cache}
+    sent_before = delivered_ids(engine, list(subs), sorted({p for r in rows for p in r.paper_ids}))
+    missing = {pid for r in rows for pid in r.paper_ids if pid not in paper_cache}
     if missing:
         paper_cache.update({p.id: p for p in papers_by_ids(engine, sorted(missing))})
     matcher = composer.matcher(list(paper_cache.values()))
     now = clock()
     outcomes: list[outbox.Outcome] = []
-    jobs: list[tuple[outbox.Claimed, DigestMail]] = []
-    for c in claimed:
-        sub = subs.get(c.subscriber_id)
+    jobs: list[tuple[outbox.Due, DigestMail]] = []
+
+    def settle(row: outbox.Due, state: DeliveryState, reply: str) -> None:
+        claimed = outbox.claim_one(engine, row, now)
+        if claimed is not None:  # else another process owns the row now
+            outcomes.append(outbox.Outcome(claimed, state, reply))
+
+    for row in rows:
+        sub = subs.get(row.subscriber_id)
         if sub is None or sub.status != SubscriberStatus.ACTIVE:
             # An unsubscribe (or pause, or deletion) takes effect at once, even for a planned digest.
-            status = sub.status if sub else "deleted"
-            outcomes.append(outbox.Outcome(c, DeliveryState.SKIPPED, f"not sent: subscriber is {status}"))
+            settle(row, DeliveryState.SKIPPED, f"not sent: subscriber is {sub.status if sub else 'deleted'}")
             continue
         try:
             already = sent_before.get(sub.id, set())
-            allowed = {p for p in c.paper_ids if p in paper_cache and p not in already}
+            allowed = {p for p in row.paper_ids if p in paper_cache and p not in already}
             mail = composer.compose_from(sub, matcher, allowed, run_date, now)
         except Exception as exc:  # one bad paper or template never stops the run
-            log.exception("could not render the digest for subscriber %d", c.subscriber_id)
-            outcomes.append(
-                outbox.Outcome(c, DeliveryState.FAILED, f"render failed: {type(exc).__name__}: {exc}")
-            )
+            log.exception("could not render the digest for subscriber %d", row.subscriber_id)
+            settle(row, DeliveryState.FAILED, f"render failed: {type(exc).__name__}: {exc}")
             continue
         if mail is None:
-            outcomes.append(outbox.Outcome(c, DeliveryState.SKIPPED, "not sent: no matching papers left"))
+            settle(row, DeliveryState.SKIPPED, "not sent: no matching papers left")
             continue
-        jobs.append((c, mail))
+        jobs.append((row, mail))
 
-    # At most pool_size messages are inside the transport at a time; the others wait here, where a stop
-    # (or a cancellation) can still give them back untouched.
+    # At most pool_size messages are inside the transport at a time; the others wait here unclaimed,
+    # where a stop (or a cancellation) leaves them pending and untouched.
     gate = asyncio.Semaphore(config.smtp.pool_size)
-    handed: set[int] = set()  # claimed ids whose message went into transport.send
+    handed: dict[int, outbox.Claimed] = {}  # row id -> claim, for messages that went into transport.send
+    fatal: list[DeliveryError] = []
 
-    async def send_one(c: outbox.Claimed, mail: DigestMail) -> outbox.Outcome | None:
+    async def send_one(row: outbox.Due, mail: DigestMail) -> outbox.Outcome | None:
         async with gate:
-            if opts.stopping:
-                return None  # never handed over: released below
-            handed.add(c.id)
-            result: SendOutcome = await transport.send(sender, mail.subscriber.email, mail.message)
-        return _outcome(config, c, mail, result, clock(), opts)
+            if opts.stopping or fatal:
+                return None
+            claimed = outbox.claim_one(engine, row, clock())
+            if claimed is None:
+                return None  # another process claimed it first
+            handed[row.id] = claimed
+            try:
+                result: SendOutcome = await transport.send(sender, mail.subscriber.email, mail.message)
+            except DeliveryError as exc:  # raised before DATA: certainly not sent
+                fatal.append(exc)
+                outbox.release(engine, [claimed], clock(), f"not sent: {exc}")
+                return None
+        return _outcome(config, claimed, mail, result, clock(), opts)
 
-    tasks = [asyncio.ensure_future(send_one(c, m)) for c, m in jobs]
+    tasks = [asyncio.ensure_future(send_one(row, mail)) for row, mail in jobs]
     try:
         results: list[Any] = await asyncio.gather(*tasks, return_exceptions=True)
     except asyncio.CancelledError:
         _record_cancelled(config, engine, jobs, tasks, handed, outcomes, clock)
         raise
-    fatal: BaseException | None = None
-    unsent: list[outbox.Claimed] = []
-    for (c, mail), res in zip(jobs, results, strict=True):
-        if res is None:
-            unsent.append(c)
-        elif isinstance(res, DeliveryError):
-            fatal = fatal or res
-            unsent.append(c)
-        elif isinstance(res, BaseException):
+    for (row, mail), res in zip(jobs, results, strict=True):
+        if isinstance(res, outbox.Outcome):
+            outcomes.append(res)
+        elif isinstance(res, BaseException) and row.id in handed:
             log.error("sending to %s failed unexpectedly: %r", mail.subscriber.email, res)
             outcomes.append(
-                outbox.Outcome(c, DeliveryState.UNCERTAIN, f"unexpected error while sending: {res!r}")
+                outbox.Outcome(
+                    handed[row.id], DeliveryState.UNCERTAIN, f"unexpected error while sending: {res!r}"
+                )
             )
-        else:
-            outcomes.append(res)
-    if fatal is not None:
+    if fatal:
         outbox.record_outcomes(engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
-        outbox.release(engine, unsent, clock(), f"not sent: {fatal}")
-        raise fatal
-    outbox.release(engine, unsent, clock(), "not sent: the process was stopping")
+        raise fatal[0]
     return outcomes
 
 
 def _record_cancelled(
     config: Config,
     engine: sa.Engine,
-    jobs: list[tuple[outbox.Claimed, DigestMail]],
+    jobs: list[tuple[outbox.Due, DigestMail]],
     tasks: Sequence[asyncio.Future[outbox.Outcome | None]],
-    handed: set[int],
+    handed: dict[int, outbox.Claimed],
     outcomes: list[outbox.Outcome],
     clock: Clock,
 ) -> None:
     """The run was cancelled mid-batch: record what is known before the cancellation goes on.
 
-    Finished sends are recorded as usual; a message never handed to the transport goes back to pending;
-    one cancelled inside the transport may or may not have reached the server: uncertain (RFC 1047).
-    (gather has already cancelled the unfinished tasks; their slots go back to the pool as they unwind.)
+    Finished sends are recorded as usual; a message never handed to the transport was never claimed and
+    stays pending; one cancelled inside the transport may or may not have reached the server: uncertain
+    (RFC 1047). (gather has already cancelled the unfinished tasks.)
     """
-    unsent: list[outbox.Claimed] = []
-    for (c, _mail), task in zip(jobs, tasks, strict=True):
+    for (row, _mail), task in zip(jobs, tasks, strict=True):
         finished = task.done() and not task.cancelled()
         error = task.exception() if finished else None
         res = task.result() if finished and error is None else None
         if res is not None:
             outcomes.append(res)
-        elif c.id in handed and not isinstance(error, DeliveryError):  # DeliveryError: raised before DATA
+        elif row.id in handed and not isinstance(error, DeliveryError):
             outcomes.append(
                 outbox.Outcome(
-                    c, DeliveryState.UNCERTAIN, "process stopped while sending; not resent (RFC 1047)"
+                    handed[row.id],
+                    DeliveryState.UNCERTAIN,
+                    "process stopped while sending; not resent (RFC 1047)",
                 )
             )
-        else:
-            unsent.append(c)
     outbox.record_outcomes(engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
-    outbox.release(engine, unsent, clock(), "not sent: the process was stopped")
 
 
 def _outcome(

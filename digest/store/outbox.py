@@ -193,8 +193,19 @@ class Claimed:
     first_attempt_at: datetime | None
 
 
-def claim_deliveries(engine: sa.Engine, run_ids: Sequence[int], now: datetime, limit: int) -> list[Claimed]:
-    """Claim up to ``limit`` due rows (pending, or retry whose time has come): ``-> sending``, conditionally."""
+@dataclass(frozen=True)
+class Due:
+    """An outbox row that is due (pending, or retry whose time has come); not claimed yet."""
+
+    id: int
+    run_id: int
+    subscriber_id: int
+    paper_ids: list[str]
+    state: str
+
+
+def due_deliveries(engine: sa.Engine, run_ids: Sequence[int], now: datetime, limit: int) -> list[Due]:
+    """Up to ``limit`` due rows, oldest first. Reading claims nothing: see ``claim_one``."""
     due = sa.and_(
         delivery.c.run_id.in_(run_ids),
         sa.or_(
@@ -202,46 +213,43 @@ def claim_deliveries(engine: sa.Engine, run_ids: Sequence[int], now: datetime, l
             sa.and_(delivery.c.state == DeliveryState.RETRY, delivery.c.next_attempt_at <= now),
         ),
     )
+    query = (
+        sa.select(
+            delivery.c.id, delivery.c.run_id, delivery.c.subscriber_id, delivery.c.paper_ids, delivery.c.state
+        )
+        .where(due)
+        .order_by(delivery.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [
+            Due(r.id, r.run_id, r.subscriber_id, list(r.paper_ids or []), r.state)
+            for r in conn.execute(query)
+        ]
+
+
+_CLAIM = (
+    delivery.update()
+    .where(delivery.c.id == sa.bindparam("row_id"), delivery.c.state == sa.bindparam("seen_state"))
+    .values(
+        state=DeliveryState.SENDING,
+        attempts=delivery.c.attempts + 1,
+        first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, sa.bindparam("now")),
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(delivery.c.attempts, delivery.c.first_attempt_at)
+)
+
+
+def claim_one(engine: sa.Engine, row: Due, now: datetime) -> Claimed | None:
+    """``pending|retry -> sending`` for one row, conditionally: None when another process got there first."""
     with engine.begin() as conn:
-        candidates = conn.execute(
-            sa.select(delivery.c.id, delivery.c.state).where(due).order_by(delivery.c.id).limit(limit)
-        ).all()
-        if not candidates:
-            return []
-        claimed: list[Claimed] = []
-        for state in {s for _, s in candidates}:
-            ids = [i for i, s in candidates if s == state]
-            result = conn.execute(
-                delivery.update()
-                .where(delivery.c.id.in_(ids), delivery.c.state == state)
-                .values(
-                    state=DeliveryState.SENDING,
-                    attempts=delivery.c.attempts + 1,
-                    first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, now),
-                    updated_at=now,
-                )
-                .returning(
-                    delivery.c.id,
-                    delivery.c.run_id,
-                    delivery.c.subscriber_id,
-                    delivery.c.paper_ids,
-                    delivery.c.attempts,
-                    delivery.c.first_attempt_at,
-                )
-            )
-            claimed.extend(
-                Claimed(
-                    r.id,
-                    r.run_id,
-                    r.subscriber_id,
-                    list(r.paper_ids or []),
-                    r.attempts,
-                    _aware(r.first_attempt_at),
-                )
-                for r in result
-            )
-    claimed.sort(key=lambda c: c.id)
-    return claimed
+        got = conn.execute(_CLAIM, {"row_id": row.id, "seen_state": row.state, "now": now}).first()
+    if got is None:
+        return None
+    return Claimed(
+        row.id, row.run_id, row.subscriber_id, row.paper_ids, got.attempts, _aware(got.first_attempt_at)
+    )
 
 
 def next_retry_at(engine: sa.Engine, run_ids: Sequence[int]) -> datetime | None:
