@@ -9,6 +9,8 @@ URLs, ids) that contain a control character or a delimiter are refused with a Di
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import base64
 import binascii
 import re
@@ -218,6 +220,7 @@ def _fold(text: str, used: int) -> str:
     return "\r\n ".join(lines)
 
 
+@lru_cache(maxsize=256)  # the sender is the same on every message of a run
 def _address_header(value: str, what: str) -> tuple[str, str]:
     """``Name <addr>`` (name RFC 2047-encoded when needed) and the address's domain, or DigestError."""
     if _CONTROLS.search(value):

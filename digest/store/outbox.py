@@ -287,46 +287,31 @@ def record_outcomes(
     result = Recorded()
     if not outcomes:
         return result
+    rows = [
+        {
+            "row_id": o.claimed.id,
+            "new_state": o.state,
+            "reply": o.reply[:1000],
+            "msg_id": o.message_id,
+            "next_at": o.next_attempt_at,
+            "now": now,
+        }
+        for o in outcomes
+    ]
+    delivered_rows = [
+        {
+            "subscriber_id": o.claimed.subscriber_id,
+            "paper_id": pid,
+            "run_id": o.claimed.run_id,
+            "delivered_at": now,
+        }
+        for o in outcomes
+        if o.state == DeliveryState.SENT
+        for pid in o.delivered
+    ]
+    sent_subscribers = sorted({o.claimed.subscriber_id for o in outcomes if o.state == DeliveryState.SENT})
     with engine.begin() as conn:
-        delivered_rows: list[dict[str, Any]] = []
-        sent_subscribers: list[int] = []
-        for o in outcomes:
-            conn.execute(
-                delivery.update()
-                .where(delivery.c.id == o.claimed.id, delivery.c.state == DeliveryState.SENDING)
-                .values(
-                    state=o.state,
-                    last_reply=o.reply[:1000],
-                    message_id=o.message_id,
-                    next_attempt_at=o.next_attempt_at,
-                    updated_at=now,
-                )
-            )
-            if o.state == DeliveryState.SENT:
-                sent_subscribers.append(o.claimed.subscriber_id)
-                delivered_rows.extend(
-                    {
-                        "subscriber_id": o.claimed.subscriber_id,
-                        "paper_id": pid,
-                        "run_id": o.claimed.run_id,
-                        "delivered_at": now,
-                    }
-                    for pid in o.delivered
-                )
-            elif o.permanent_failure:
-                bounced = conn.execute(
-                    subscriber.update()
-                    .where(subscriber.c.id == o.claimed.subscriber_id)
-                    .values(hard_bounces=subscriber.c.hard_bounces + 1, updated_at=now)
-                    .returning(subscriber.c.hard_bounces)
-                ).scalar()
-                if bounced is not None and bounced >= hard_bounce_limit:
-                    conn.execute(
-                        subscriber.update()
-                        .where(subscriber.c.id == o.claimed.subscriber_id, subscriber.c.status == "active")
-                        .values(status="bounced", updated_at=now)
-                    )
-                    result.bounced.append(o.claimed.subscriber_id)
+        conn.execute(_RECORD, rows)
         if delivered_rows:
             _insert_ignore(conn, delivered_paper, delivered_rows, ["subscriber_id", "paper_id"])
         if sent_subscribers:
@@ -335,7 +320,36 @@ def record_outcomes(
                 .where(subscriber.c.id.in_(sent_subscribers))
                 .values(last_digest_at=now, hard_bounces=0)
             )
+        for o in outcomes:
+            if not o.permanent_failure:
+                continue
+            bounced = conn.execute(
+                subscriber.update()
+                .where(subscriber.c.id == o.claimed.subscriber_id)
+                .values(hard_bounces=subscriber.c.hard_bounces + 1, updated_at=now)
+                .returning(subscriber.c.hard_bounces)
+            ).scalar()
+            if bounced is not None and bounced >= hard_bounce_limit:
+                conn.execute(
+                    subscriber.update()
+                    .where(subscriber.c.id == o.claimed.subscriber_id, subscriber.c.status == "active")
+                    .values(status="bounced", updated_at=now)
+                )
+                result.bounced.append(o.claimed.subscriber_id)
     return result
+
+
+_RECORD = (
+    delivery.update()
+    .where(delivery.c.id == sa.bindparam("row_id"), delivery.c.state == DeliveryState.SENDING)
+    .values(
+        state=sa.bindparam("new_state"),
+        last_reply=sa.bindparam("reply"),
+        message_id=sa.bindparam("msg_id"),
+        next_attempt_at=sa.bindparam("next_at"),
+        updated_at=sa.bindparam("now"),
+    )
+)
 
 
 def release(engine: sa.Engine, claimed: Sequence[Claimed], now: datetime, reason: str) -> None:
