@@ -9,14 +9,13 @@ URLs, ids) that contain a control character or a delimiter are refused with a Di
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import base64
 import binascii
 import re
 import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from pathlib import Path
 
 import dkim

@@ -97,7 +97,7 @@ def test_a_run_killed_mid_batch_loses_nothing_and_repeats_nothing(
     assert 0 < killed_at < 40
 
     rerun = cli(config, "run", "--date", DATE)
-    out, err = rerun.communicate(timeout=120)
+    _out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
 
     got = received_by(server)
