@@ -307,6 +307,9 @@ def listen(host: str, port: int) -> socket.socket:
             f"web.host/web.port: cannot listen on {host}:{port} ({exc.strerror}); "
             "change [web] port or stop the other process"
         ) from None
+    # Listening now (not when uvicorn starts) means connections made right after the "serving on" log
+    # line wait in the backlog instead of being refused.
+    sock.listen(2048)
     return sock
 
 
