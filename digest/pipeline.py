@@ -20,8 +20,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from digest.addresses import normalize_email
 from digest.config import Config
-from digest.errors import DeliveryError, RunLockedError, SourceError, SubscriberError
+from digest.errors import ConfigError, DeliveryError, RuleError, RunLockedError, SourceError, SubscriberError
 from digest.mailer import FileTransport, SendOutcome, SmtpPool, SmtpSettings, Transport
 from digest.message import DkimSigner, build_message, make_message_id
 from digest.models import (
@@ -34,7 +35,7 @@ from digest.models import (
 )
 from digest.notices import manage_url, render_admin_alert, render_confirmation, unsubscribe_url
 from digest.render import DigestContext, render_digest, shown_papers
-from digest.rules import BatchMatcher
+from digest.rules import BatchMatcher, parse_rule
 from digest.sources import fetch_days
 from digest.store import db, outbox
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
@@ -736,8 +737,26 @@ def admin_unsubscribe(config: Config, engine: sa.Engine, email: str) -> None:
     set_status(engine, sub.id, SubscriberStatus.UNSUBSCRIBED, now=utc_now(), allow_managed=True)
 
 
+def check_config_subscribers(config: Config) -> None:
+    """Validate the addresses and rules of [[subscribers]]; ConfigError names the file, the key and the rule."""
+    problems: list[str] = []
+    for i, entry in enumerate(config.subscribers):
+        try:
+            normalize_email(entry.email)
+        except SubscriberError as exc:
+            problems.append(f"{config.path}: subscribers.{i}.email: {exc}")
+        for j, query in enumerate(entry.rules):
+            try:
+                parse_rule(query)
+            except RuleError as exc:
+                problems.append(f"{config.path}: subscribers.{i}.rules.{j}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
 def sync_subscribers(config: Config, engine: sa.Engine) -> Any:
     """Make the database's config-managed subscribers match the [[subscribers]] of the config."""
+    check_config_subscribers(config)
     return sync_config_subscribers(engine, config.subscribers, utc_now())
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from digest.config import EXAMPLE_CONFIG, Config, load_config, new_secret_key
 from digest.errors import ConfigError, DigestError
+from digest.pipeline import check_config_subscribers
 from digest.store import db
 
 SECRET_FILE = "data/secret_key"
@@ -61,6 +62,7 @@ def _mask(value: str | None) -> str:
 def config_summary(cfg: Config) -> list[tuple[str, str]]:
     """Key/value lines describing the config; secrets are only ever shown as set/not set."""
     secret = cfg.secret_key()
+    check_config_subscribers(cfg)
     rows = [
         (
             "source",

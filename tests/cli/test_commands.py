@@ -261,3 +261,14 @@ def test_run_with_the_smtp_server_down_exits_1_with_one_line(
     result = digest("run", "--date", "2026-08-21", cwd=workspace)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "error" in result.stderr
+
+
+def test_check_config_quotes_a_bad_subscriber_rule_with_its_key(workspace: Path) -> None:
+    path = workspace / "config.toml"
+    path.write_text(
+        path.read_text() + '\n[[subscribers]]\nemail = "a@example.org"\nrules = ["ok", "titel:agents"]\n'
+    )
+    result = digest("check-config", cwd=workspace)
+    assert result.returncode == 1
+    assert "config.toml: subscribers.0.rules.1: unknown field 'titel'" in result.stderr
+    assert "^" in result.stderr and "Traceback" not in result.stderr
