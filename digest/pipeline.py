@@ -452,30 +452,49 @@ async def _deliver(
     opts: RunOptions,
     report: RunReport,
 ) -> None:
+    total = _count_due(engine, run_ids)
+    with engine.connect() as conn:
+        await _deliver_on(
+            conn, config, engine, run_ids, run_date, transport, composer, clock, opts, report, total
+        )
+
+
+async def _deliver_on(
+    conn: sa.Connection,
+    config: Config,
+    engine: sa.Engine,
+    run_ids: list[int],
+    run_date: date,
+    transport: Transport,
+    composer: Composer,
+    clock: Clock,
+    opts: RunOptions,
+    report: RunReport,
+    total: int,
+) -> None:
     batch_size = opts.batch_size or max(8, 4 * config.smtp.pool_size)
     sender = parseaddr(config.smtp.from_)[1]
     paper_cache: dict[str, Paper] = {}
-    total = _count_due(engine, run_ids)
     done = 0
     while True:
         if opts.stopping:
             return
         now = clock()
-        rows = outbox.due_deliveries(engine, run_ids, now, batch_size)
+        rows = outbox.due_deliveries(conn, run_ids, now, batch_size)
         if not rows:
-            due = outbox.next_retry_at(engine, run_ids)
+            due = outbox.next_retry_at(conn, run_ids)
             if due is None or due - now > opts.in_run_retry_window:
                 return
             await opts.pause(max(0.0, (due - now).total_seconds()))
             continue
         outcomes = await _send_batch(
-            config, engine, rows, run_date, transport, composer, sender, paper_cache, clock, opts
+            conn, config, engine, rows, run_date, transport, composer, sender, paper_cache, clock, opts
         )
         recorded = outbox.record_outcomes(
-            engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
+            conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
         )
         report.bounced += len(recorded.bounced)
-        outbox.heartbeat(engine, run_ids[-1] if run_ids else 0, clock())
+        outbox.heartbeat(conn, run_ids[-1] if run_ids else 0, clock())
         done += sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
         if opts.progress:
             opts.progress(min(done, total), total)
@@ -497,6 +516,7 @@ def _count_due(engine: sa.Engine, run_ids: list[int]) -> int:
 
 
 async def _send_batch(
+    conn: sa.Connection,
     config: Config,
     engine: sa.Engine,
     rows: list[outbox.Due],
@@ -526,7 +546,7 @@ async def _send_batch(
     jobs: list[tuple[outbox.Due, DigestMail]] = []
 
     def settle(row: outbox.Due, state: DeliveryState, reply: str) -> None:
-        claimed = outbox.claim_one(engine, row, now)
+        claimed = outbox.claim_one(conn, row, now)
         if claimed is not None:  # else another process owns the row now
             outcomes.append(outbox.Outcome(claimed, state, reply))
 
@@ -559,7 +579,7 @@ async def _send_batch(
         async with gate:
             if opts.stopping or fatal:
                 return None
-            claimed = outbox.claim_one(engine, row, clock())
+            claimed = outbox.claim_one(conn, row, clock())
             if claimed is None:
                 return None  # another process claimed it first
             handed[row.id] = claimed
@@ -567,7 +587,7 @@ async def _send_batch(
                 result: SendOutcome = await transport.send(sender, mail.subscriber.email, mail.message)
             except DeliveryError as exc:  # raised before DATA: certainly not sent
                 fatal.append(exc)
-                outbox.release(engine, [claimed], clock(), f"not sent: {exc}")
+                outbox.release(conn, [claimed], clock(), f"not sent: {exc}")
                 return None
         return _outcome(config, claimed, mail, result, clock(), opts)
 
@@ -575,7 +595,7 @@ async def _send_batch(
     try:
         results: list[Any] = await asyncio.gather(*tasks, return_exceptions=True)
     except asyncio.CancelledError:
-        _record_cancelled(config, engine, jobs, tasks, handed, outcomes, clock)
+        _record_cancelled(config, conn, jobs, tasks, handed, outcomes, clock)
         raise
     for (row, mail), res in zip(jobs, results, strict=True):
         if isinstance(res, outbox.Outcome):
@@ -588,14 +608,14 @@ async def _send_batch(
                 )
             )
     if fatal:
-        outbox.record_outcomes(engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
+        outbox.record_outcomes(conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
         raise fatal[0]
     return outcomes
 
 
 def _record_cancelled(
     config: Config,
-    engine: sa.Engine,
+    conn: sa.Connection,
     jobs: list[tuple[outbox.Due, DigestMail]],
     tasks: Sequence[asyncio.Future[outbox.Outcome | None]],
     handed: dict[int, outbox.Claimed],
@@ -622,7 +642,7 @@ def _record_cancelled(
                     "process stopped while sending; not resent (RFC 1047)",
                 )
             )
-    outbox.record_outcomes(engine, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
+    outbox.record_outcomes(conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
 
 
 def _outcome(

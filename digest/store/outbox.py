@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,6 +22,22 @@ import sqlalchemy as sa
 from digest.errors import RunLockedError
 from digest.models import DeliveryState
 from digest.store.tables import alert, delivered_paper, delivery, run, subscriber
+
+#: The delivery loop holds one connection for its many small transactions (a fresh pool checkout per
+#: message costs more than the claim itself); everything else passes the engine.
+Bind = sa.Engine | sa.Connection
+
+
+@contextmanager
+def _tx(bind: Bind) -> Iterator[sa.Connection]:
+    """One transaction on an engine or on a held connection (committed at the end either way)."""
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
+
 
 #: A run whose owner has not written a heartbeat for this long is considered dead.
 STALE_AFTER = timedelta(minutes=3)
@@ -127,8 +144,8 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def heartbeat(engine: sa.Engine, run_id: int, now: datetime) -> None:
-    with engine.begin() as conn:
+def heartbeat(bind: Bind, run_id: int, now: datetime) -> None:
+    with _tx(bind) as conn:
         conn.execute(run.update().where(run.c.id == run_id).values(heartbeat_at=now))
 
 
@@ -204,7 +221,7 @@ class Due:
     state: str
 
 
-def due_deliveries(engine: sa.Engine, run_ids: Sequence[int], now: datetime, limit: int) -> list[Due]:
+def due_deliveries(bind: Bind, run_ids: Sequence[int], now: datetime, limit: int) -> list[Due]:
     """Up to ``limit`` due rows, oldest first. Reading claims nothing: see ``claim_one``."""
     due = sa.and_(
         delivery.c.run_id.in_(run_ids),
@@ -221,7 +238,7 @@ def due_deliveries(engine: sa.Engine, run_ids: Sequence[int], now: datetime, lim
         .order_by(delivery.c.id)
         .limit(limit)
     )
-    with engine.connect() as conn:
+    with _tx(bind) as conn:
         return [
             Due(r.id, r.run_id, r.subscriber_id, list(r.paper_ids or []), r.state)
             for r in conn.execute(query)
@@ -241,9 +258,9 @@ _CLAIM = (
 )
 
 
-def claim_one(engine: sa.Engine, row: Due, now: datetime) -> Claimed | None:
+def claim_one(bind: Bind, row: Due, now: datetime) -> Claimed | None:
     """``pending|retry -> sending`` for one row, conditionally: None when another process got there first."""
-    with engine.begin() as conn:
+    with _tx(bind) as conn:
         got = conn.execute(_CLAIM, {"row_id": row.id, "seen_state": row.state, "now": now}).first()
     if got is None:
         return None
@@ -252,8 +269,8 @@ def claim_one(engine: sa.Engine, row: Due, now: datetime) -> Claimed | None:
     )
 
 
-def next_retry_at(engine: sa.Engine, run_ids: Sequence[int]) -> datetime | None:
-    with engine.connect() as conn:
+def next_retry_at(bind: Bind, run_ids: Sequence[int]) -> datetime | None:
+    with _tx(bind) as conn:
         value = conn.execute(
             sa.select(sa.func.min(delivery.c.next_attempt_at)).where(
                 delivery.c.run_id.in_(run_ids), delivery.c.state == DeliveryState.RETRY
@@ -281,7 +298,7 @@ class Recorded:
 
 
 def record_outcomes(
-    engine: sa.Engine, outcomes: Sequence[Outcome], now: datetime, *, hard_bounce_limit: int
+    bind: Bind, outcomes: Sequence[Outcome], now: datetime, *, hard_bounce_limit: int
 ) -> Recorded:
     """Write the results of a batch in one transaction: ``sent`` together with its ``delivered_paper`` rows."""
     result = Recorded()
@@ -310,7 +327,7 @@ def record_outcomes(
         for pid in o.delivered
     ]
     sent_subscribers = sorted({o.claimed.subscriber_id for o in outcomes if o.state == DeliveryState.SENT})
-    with engine.begin() as conn:
+    with _tx(bind) as conn:
         conn.execute(_RECORD, rows)
         if delivered_rows:
             _insert_ignore(conn, delivered_paper, delivered_rows, ["subscriber_id", "paper_id"])
@@ -352,11 +369,11 @@ _RECORD = (
 )
 
 
-def release(engine: sa.Engine, claimed: Sequence[Claimed], now: datetime, reason: str) -> None:
+def release(bind: Bind, claimed: Sequence[Claimed], now: datetime, reason: str) -> None:
     """Give back rows that were claimed but never handed to the server (nothing was sent)."""
     if not claimed:
         return
-    with engine.begin() as conn:
+    with _tx(bind) as conn:
         conn.execute(
             delivery.update()
             .where(delivery.c.id.in_([c.id for c in claimed]), delivery.c.state == DeliveryState.SENDING)
