@@ -78,6 +78,7 @@ class SyncResult:
     adopted: list[str] = field(default_factory=list)  # web subscribers that became config-managed
     unsubscribed: list[str] = field(default_factory=list)  # managed ones no longer in the config
     kept_unsubscribed: list[str] = field(default_factory=list)  # in the config but unsubscribed themselves
+    kept_bounced: list[str] = field(default_factory=list)  # in the config but their address bounces
     unchanged: int = 0
 
 
@@ -86,11 +87,15 @@ class SubscribeOutcome(enum.StrEnum):
 
     NEW = "new"  # a new pending subscriber: send the confirmation mail
     PENDING = "pending"  # was pending: rules and consent replaced, send the confirmation again
+    # (when the rules or name changed, token_version was bumped: earlier confirmation links are dead)
     RESUBSCRIBED = "resubscribed"  # was unsubscribed/bounced: pending again, send the confirmation
     ACTIVE = (
         "active"  # already subscribed (active or paused): nothing changed; remind them of the manage link
     )
     MANAGED = "managed"  # managed by the config file: nothing changed, no mail
+    # new rules or name for a not-yet-active address mailed a confirmation less than an hour ago: nothing
+    # changed and no mail goes out (the link in that mail keeps confirming what its owner asked for)
+    TOO_SOON = "too_soon"
 
 
 def _utc(value: datetime) -> datetime:
@@ -260,6 +265,10 @@ def request_subscription(
     A pending, unsubscribed or bounced address gets the new rules and consent and is pending again; an
     active or paused one is left alone (a stranger must not be able to change someone's rules) and so is a
     config-managed one. The caller answers the same page in every case.
+
+    Anyone can send the form for any address, so when it changes the rules or name of a pending (or
+    unsubscribed/bounced) address, ``token_version`` is bumped: a confirmation link mailed before (which the
+    owner may still click) no longer activates rules its owner never saw; only the next mail's link does.
     """
     address = normalize_email(email)
     queries = _clean_rules(rules)
@@ -299,18 +308,28 @@ def request_subscription(
                     if sub.status == SubscriberStatus.PENDING
                     else SubscribeOutcome.RESUBSCRIBED
                 )
-                conn.execute(
+                changed = [r.query for r in sub.rules] != queries or sub.name != clean_name
+                where = [subscriber.c.id == sub.id]
+                if changed:
+                    # While the last confirmation mail is fresh (its link is the one the owner will click),
+                    # nobody can swap the rules under it: the conditional update changes nothing.
+                    where.append(_confirmation_claim_free(when))
+                done = conn.execute(
                     sa.update(subscriber)
-                    .where(subscriber.c.id == sub.id)
+                    .where(*where)
                     .values(
                         status=SubscriberStatus.PENDING.value,
                         name=clean_name,
                         updated_at=when,
                         hard_bounces=0,
+                        token_version=subscriber.c.token_version + (1 if changed else 0),
                         **_consent_values(consent),
                     )
                 )
-                _replace_rules(conn, sub.id, queries)
+                if done.rowcount != 1:
+                    return sub, SubscribeOutcome.TOO_SOON
+                if changed:
+                    _replace_rules(conn, sub.id, queries)
                 renewed = _load(conn, subscriber.c.id == sub.id)
                 assert renewed is not None
                 return renewed, outcome
@@ -506,6 +525,14 @@ def active_subscribers(engine: sa.Engine) -> list[Subscriber]:
     return [_to_subscriber(r, rules.get(r.id, [])) for r in rows]
 
 
+def _confirmation_claim_free(when: datetime) -> sa.ColumnElement[bool]:
+    """No confirmation mail went to this row within CONFIRMATION_INTERVAL before ``when``."""
+    return sa.or_(
+        subscriber.c.last_confirmation_sent_at.is_(None),
+        subscriber.c.last_confirmation_sent_at <= when - CONFIRMATION_INTERVAL,
+    )
+
+
 def record_confirmation_sent(engine: sa.Engine, subscriber_id: int, now: datetime) -> bool:
     """Claim the right to send a confirmation mail now: True at most once per address per hour.
 
@@ -515,13 +542,7 @@ def record_confirmation_sent(engine: sa.Engine, subscriber_id: int, now: datetim
     with engine.begin() as conn:
         result = conn.execute(
             sa.update(subscriber)
-            .where(
-                subscriber.c.id == subscriber_id,
-                sa.or_(
-                    subscriber.c.last_confirmation_sent_at.is_(None),
-                    subscriber.c.last_confirmation_sent_at <= when - CONFIRMATION_INTERVAL,
-                ),
-            )
+            .where(subscriber.c.id == subscriber_id, _confirmation_claim_free(when))
             .values(last_confirmation_sent_at=when)
         )
         return result.rowcount == 1
@@ -534,9 +555,16 @@ def sync_config_subscribers(
 
     Config entries become active, config-managed subscribers with the config's rules and cadence; a web
     subscriber listed in the config becomes config-managed. Managed subscribers no longer listed are
-    unsubscribed and handed back to the web (not managed any more). A managed subscriber who unsubscribed
-    through a mailed link stays unsubscribed (reported in ``kept_unsubscribed``: remove them from the file).
-    Web subscribers not in the config are never touched. Bad addresses or rules raise before anything changes.
+    unsubscribed and handed back to the web (not managed any more). Web subscribers not in the config are
+    never touched. Bad addresses or rules raise before anything changes.
+
+    The config never overrides what the address itself said: a listed address that unsubscribed (through a
+    mailed link, managed or not) stays unsubscribed (``kept_unsubscribed``), and one whose mail bounced stays
+    bounced (``kept_bounced``) instead of being mailed again on every start; both are left as they are and
+    reported, so the operator can remove them from the file.
+
+    Two processes may sync at once (two ``serve`` starting on one PostgreSQL): when the other one inserts
+    the same new address first, the unique key refuses ours and the sync runs once more, now seeing it.
     """
     when = _utc(now)
     wanted: dict[str, tuple[SubscriberEntry, list[str]]] = {}
@@ -545,94 +573,108 @@ def sync_config_subscribers(
         if address in wanted:
             raise SubscriberError(f"{address} is listed twice in [[subscribers]]; keep one entry")
         wanted[address] = (entry, _clean_rules(entry.rules))
+    for attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                return _sync(conn, wanted, when)
+        except sa.exc.IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _sync(
+    conn: sa.Connection, wanted: dict[str, tuple[SubscriberEntry, list[str]]], when: datetime
+) -> SyncResult:
     result = SyncResult()
-    with engine.begin() as conn:
-        rows = {
-            r.email: r
-            for r in conn.execute(
-                sa.select(subscriber).where(
-                    sa.or_(subscriber.c.managed_by_config.is_(True), subscriber.c.email.in_(list(wanted)))
-                )
+    rows = {
+        r.email: r
+        for r in conn.execute(
+            sa.select(subscriber).where(
+                sa.or_(subscriber.c.managed_by_config.is_(True), subscriber.c.email.in_(list(wanted)))
             )
-        }
-        current_rules = _rules_by_subscriber(conn, [r.id for r in rows.values()])
-        for address, (entry, queries) in wanted.items():
-            cadence = Cadence(entry.cadence).value
-            weekday = WEEKDAYS.index(entry.weekday)
-            clean_name = _clean_name(entry.name)
-            row = rows.get(address)
-            if row is None:
-                new_id = conn.execute(
-                    sa.insert(subscriber)
-                    .values(
-                        email=address,
-                        name=clean_name,
-                        status=SubscriberStatus.ACTIVE.value,
-                        cadence=cadence,
-                        weekday=weekday,
-                        managed_by_config=True,
-                        created_at=when,
-                        updated_at=when,
-                        confirmed_at=when,
-                        token_version=0,
-                        consent_at=when,
-                        consent_source="config",
-                    )
-                    .returning(subscriber.c.id)
-                ).scalar_one()
-                _replace_rules(conn, new_id, queries)
-                result.created.append(address)
-                continue
-            if row.managed_by_config and row.status == SubscriberStatus.UNSUBSCRIBED.value:
-                result.kept_unsubscribed.append(address)
-                continue
-            have = [x.query for x in current_rules.get(row.id, [])]
-            same = (
-                row.managed_by_config
-                and row.status == SubscriberStatus.ACTIVE.value
-                and row.cadence == cadence
-                and row.weekday == weekday
-                and row.name == clean_name
-                and have == queries
-            )
-            if same:
-                result.unchanged += 1
-                continue
-            values: dict[str, Any] = {
-                "name": clean_name,
-                "cadence": cadence,
-                "weekday": weekday,
-                "managed_by_config": True,
-                "updated_at": when,
-            }
-            if row.status != SubscriberStatus.ACTIVE.value:
-                values.update(status=SubscriberStatus.ACTIVE.value, unsubscribed_at=None, hard_bounces=0)
-                values["confirmed_at"] = row.confirmed_at or when
-            if not row.managed_by_config:
-                values.update(consent_at=when, consent_source="config")
-            conn.execute(sa.update(subscriber).where(subscriber.c.id == row.id).values(**values))
-            if have != queries:
-                _replace_rules(conn, row.id, queries)
-            (result.updated if row.managed_by_config else result.adopted).append(address)
-        gone = [r.id for a, r in rows.items() if r.managed_by_config and a not in wanted]
-        if gone:
-            conn.execute(
-                sa.update(subscriber)
-                .where(subscriber.c.id.in_(gone))
+        )
+    }
+    current_rules = _rules_by_subscriber(conn, [r.id for r in rows.values()])
+    for address, (entry, queries) in wanted.items():
+        cadence = Cadence(entry.cadence).value
+        weekday = WEEKDAYS.index(entry.weekday)
+        clean_name = _clean_name(entry.name)
+        row = rows.get(address)
+        if row is None:
+            new_id = conn.execute(
+                sa.insert(subscriber)
                 .values(
-                    status=SubscriberStatus.UNSUBSCRIBED.value,
-                    managed_by_config=False,
+                    email=address,
+                    name=clean_name,
+                    status=SubscriberStatus.ACTIVE.value,
+                    cadence=cadence,
+                    weekday=weekday,
+                    managed_by_config=True,
+                    created_at=when,
                     updated_at=when,
-                    unsubscribed_at=sa.func.coalesce(subscriber.c.unsubscribed_at, when),
+                    confirmed_at=when,
+                    token_version=0,
+                    consent_at=when,
+                    consent_source="config",
                 )
+                .returning(subscriber.c.id)
+            ).scalar_one()
+            _replace_rules(conn, new_id, queries)
+            result.created.append(address)
+            continue
+        # An unsubscribe is always honoured, and a dead address is not revived by restarting the service.
+        if row.status == SubscriberStatus.UNSUBSCRIBED.value:
+            result.kept_unsubscribed.append(address)
+            continue
+        if row.status == SubscriberStatus.BOUNCED.value:
+            result.kept_bounced.append(address)
+            continue
+        have = [x.query for x in current_rules.get(row.id, [])]
+        same = (
+            row.managed_by_config
+            and row.status == SubscriberStatus.ACTIVE.value
+            and row.cadence == cadence
+            and row.weekday == weekday
+            and row.name == clean_name
+            and have == queries
+        )
+        if same:
+            result.unchanged += 1
+            continue
+        values: dict[str, Any] = {
+            "name": clean_name,
+            "cadence": cadence,
+            "weekday": weekday,
+            "managed_by_config": True,
+            "updated_at": when,
+        }
+        if row.status != SubscriberStatus.ACTIVE.value:  # pending or paused: the operator's list wins
+            values.update(status=SubscriberStatus.ACTIVE.value, unsubscribed_at=None)
+            values["confirmed_at"] = row.confirmed_at or when
+        if not row.managed_by_config:
+            values.update(consent_at=when, consent_source="config")
+        conn.execute(sa.update(subscriber).where(subscriber.c.id == row.id).values(**values))
+        if have != queries:
+            _replace_rules(conn, row.id, queries)
+        (result.updated if row.managed_by_config else result.adopted).append(address)
+    gone = [r.id for a, r in rows.items() if r.managed_by_config and a not in wanted]
+    if gone:
+        conn.execute(
+            sa.update(subscriber)
+            .where(subscriber.c.id.in_(gone))
+            .values(
+                status=SubscriberStatus.UNSUBSCRIBED.value,
+                managed_by_config=False,
+                updated_at=when,
+                unsubscribed_at=sa.func.coalesce(subscriber.c.unsubscribed_at, when),
             )
-            result.unsubscribed.extend(
-                sorted(
-                    a
-                    for a, r in rows.items()
-                    if r.managed_by_config
-                    and a not in wanted
-                    and r.status != SubscriberStatus.UNSUBSCRIBED.value
-                )
+        )
+        result.unsubscribed.extend(
+            sorted(
+                a
+                for a, r in rows.items()
+                if r.managed_by_config and a not in wanted and r.status != SubscriberStatus.UNSUBSCRIBED.value
             )
+        )
     return result

@@ -308,3 +308,111 @@ def test_addresses_are_normalised_to_one_form() -> None:
 
     assert normalize_email(" Ann.B+digest@Example.ORG ") == "ann.b+digest@example.org"
     assert normalize_email("ann@bücher.de") == "ann@xn--bcher-kva.de"
+
+
+def test_config_sync_keeps_bounced_addresses_bounced(engine: sa.Engine) -> None:
+    entries = [SubscriberEntry(email="dead@example.org", rules=["agents"])]
+    repo.sync_config_subscribers(engine, entries, NOW)
+    with engine.begin() as conn:  # what the outbox does after repeated hard bounces
+        conn.execute(sa.update(subscriber).values(status="bounced", hard_bounces=3))
+    for day in (1, 2):
+        result = repo.sync_config_subscribers(engine, entries, NOW + timedelta(days=day))
+        assert result.kept_bounced == ["dead@example.org"]
+        assert result.updated == [] and result.unchanged == 0
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(subscriber)).one()
+    assert (row.status, row.hard_bounces, row.managed_by_config) == ("bounced", 3, True)
+    assert repo.active_subscribers(engine) == []
+
+
+def test_config_sync_honours_a_web_subscribers_unsubscribe(engine: sa.Engine) -> None:
+    web = repo.add_subscriber(engine, "ann@example.org", ["robots"], now=NOW, status=SubscriberStatus.ACTIVE)
+    repo.set_status(engine, web.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
+    result = repo.sync_config_subscribers(
+        engine, [SubscriberEntry(email="ann@example.org", rules=["agents"])], NOW + timedelta(days=1)
+    )
+    assert result.kept_unsubscribed == ["ann@example.org"] and result.adopted == []
+    ann = repo.get_subscriber(engine, web.id)
+    assert ann is not None and ann.status is SubscriberStatus.UNSUBSCRIBED
+    assert not ann.managed_by_config and [r.query for r in ann.rules] == ["robots"]
+
+
+@pytest.mark.postgres
+def test_two_processes_syncing_the_same_new_address_at_once_both_succeed(postgres_url: str) -> None:
+    """The other process has inserted the address but not committed when our sync inserts it too: ours
+    waits on the unique index, gets an IntegrityError when the other commits, and syncs again."""
+    import threading
+
+    from digest.store import db
+
+    engine = db.open_database(postgres_url)
+    try:
+        entries = [SubscriberEntry(email="ops@example.org", rules=["agents"])]
+        outcome: list[object] = []
+        with engine.connect() as other:
+            other.begin()
+            other.execute(
+                sa.insert(subscriber).values(
+                    email="ops@example.org",
+                    status="active",
+                    cadence="daily",
+                    weekday=0,
+                    managed_by_config=True,
+                    created_at=NOW,
+                    updated_at=NOW,
+                    confirmed_at=NOW,
+                    token_version=0,
+                    consent_at=NOW,
+                    consent_source="config",
+                )
+            )
+
+            def sync() -> None:
+                try:
+                    outcome.append(repo.sync_config_subscribers(engine, entries, NOW))
+                except Exception as exc:  # reported to the test thread
+                    outcome.append(exc)
+
+            worker = threading.Thread(target=sync)
+            worker.start()
+            with engine.connect() as watch:  # wait until our insert waits on the other's row
+                for _ in range(500):
+                    waiting = watch.execute(
+                        sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    ).scalar()
+                    if waiting:
+                        break
+                    threading.Event().wait(0.01)
+                assert waiting, "the sync never waited on the other transaction"
+            other.commit()
+            worker.join(10)
+        [result] = outcome
+        assert isinstance(result, repo.SyncResult), result
+        # The other process's row has no rules yet (it would add them in its own transaction): ours does.
+        assert result.updated == ["ops@example.org"] and result.created == []
+        ops = repo.find_subscriber(engine, "ops@example.org")
+        assert ops is not None and ops.managed_by_config and [r.query for r in ops.rules] == ["agents"]
+    finally:
+        engine.dispose()
+
+
+def test_new_rules_for_a_pending_address_revoke_the_earlier_confirmation_link(engine: sa.Engine) -> None:
+    owner, _ = repo.request_subscription(engine, "ann@example.org", ["diffusion"], now=NOW)
+    assert repo.record_confirmation_sent(engine, owner.id, NOW)
+    # Within the hour of the owner's confirmation mail, a stranger's form changes nothing.
+    early, outcome = repo.request_subscription(
+        engine, "ann@example.org", ["crypto"], now=NOW + timedelta(minutes=30)
+    )
+    assert outcome is repo.SubscribeOutcome.TOO_SOON
+    assert early.token_version == owner.token_version and [r.query for r in early.rules] == ["diffusion"]
+    # Later the change goes through, but the owner's old link (version 0) no longer matches.
+    later, outcome = repo.request_subscription(
+        engine, "ann@example.org", ["crypto"], now=NOW + timedelta(hours=2)
+    )
+    assert outcome is repo.SubscribeOutcome.PENDING and [r.query for r in later.rules] == ["crypto"]
+    assert later.token_version == owner.token_version + 1
+    # The same form again changes nothing that a link confirms: no new version.
+    same, outcome = repo.request_subscription(
+        engine, "ann@example.org", ["crypto"], now=NOW + timedelta(hours=2)
+    )
+    assert outcome is repo.SubscribeOutcome.PENDING and same.token_version == later.token_version
