@@ -56,6 +56,8 @@ Progress = Callable[[int, int], None]
 
 #: Within one run, a temporary failure is retried when its next attempt is due within this long.
 IN_RUN_RETRY_WINDOW = timedelta(minutes=5)
+#: How often a run writes its heartbeat (a run silent for outbox.STALE_AFTER is taken for dead).
+HEARTBEAT_S = 20.0
 #: Weekly subscribers see the papers of the last seven days.
 WEEKLY_WINDOW_DAYS = 6
 
@@ -77,10 +79,13 @@ def window(config: Config, run_date: date, cadence: Cadence = Cadence.DAILY) -> 
 
 
 async def fetch_and_store(
-    config: Config, engine: sa.Engine, run_date: date, *, now: datetime | None = None
+    config: Config, engine: sa.Engine, run_date: date, *, now: datetime | None = None, weekly: bool = False
 ) -> list[Paper]:
-    """Fetch the run date and the look-back days from the source and upsert them. SourceError stops it."""
-    start, end = window(config, run_date)
+    """Fetch the run date and the look-back days (a week when a weekly digest is due) and upsert them.
+
+    SourceError stops it: nothing is stored from a source that answered something we cannot trust.
+    """
+    start, end = window(config, run_date, Cadence.WEEKLY if weekly else Cadence.DAILY)
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     batch = await fetch_days(config.source, days)
     upsert_papers(engine, batch.papers, now or utc_now())
@@ -117,7 +122,11 @@ def plan_run(config: Config, engine: sa.Engine, run_date: date) -> list[outbox.P
         matcher = BatchMatcher(papers)
         for sub in group:
             already = seen.get(sub.id, set()) | promised.get(sub.id, set())
-            hits = [papers[i] for i in matcher.match(sub.rules)]
+            try:
+                hits = [papers[i] for i in matcher.match(sub.rules)]
+            except RuleError as exc:  # a stored rule this version cannot read: skip the one subscriber
+                log.error("subscriber %d has a rule that cannot be parsed, skipped: %s", sub.id, exc.problem)
+                hits = []
             fresh = sorted((p for p in hits if p.id not in already), key=lambda p: (-p.upvotes, p.id))
             plan.append(outbox.PlannedDelivery(sub.id, [p.id for p in fresh]))
     return plan
@@ -178,8 +187,8 @@ class Composer:
         self, sub: Subscriber, matcher: BatchMatcher, allowed: set[str], run_date: date, now: datetime
     ) -> DigestMail | None:
         matched = [m for m in matcher.select(sub.rules) if m.paper.id in allowed]
-        if not matched:
-            return None
+        if not matched and (self.config.schedule.skip_empty or allowed):
+            return None  # (with skip_empty = false, a planned empty digest still goes out)
         shown = shown_papers(matched, self.config.digest.max_papers)
         unsub = unsubscribe_url(self.config, self.secret, sub)
         rendered = render_digest(
@@ -258,8 +267,12 @@ async def run_digest(
     started = time.monotonic()
     report = RunReport(run_date=run_date)
     now = clock()
+    owner = outbox.this_owner()
+    abandoned = outbox.recover_abandoned(engine, now, owner)
+    if abandoned:
+        log.warning("marked %d abandoned run(s) of dead processes as interrupted", abandoned)
     try:
-        claim = outbox.claim_run(engine, run_date, now)
+        claim = outbox.claim_run(engine, run_date, now, owner)
     except RunLockedError as exc:
         report.status = "locked"
         report.error = str(exc)
@@ -272,16 +285,53 @@ async def run_digest(
         return report
     if claim.took_over:
         log.warning("taking over the unfinished run for %s", run_date)
+    # The heartbeat runs beside everything else (fetch, retry pauses, slow batches): a live run is never
+    # mistaken for a dead one and taken over.
+    beating = asyncio.ensure_future(_heartbeat(engine, claim.id, owner, clock))
+    try:
+        return await _run_claimed(
+            config, engine, run_date, transport, claim, owner, clock, opts, report, started
+        )
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
 
+
+async def _heartbeat(engine: sa.Engine, run_id: int, owner: str, clock: Clock) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        try:
+            outbox.heartbeat(engine, run_id, clock(), owner)
+        except sa.exc.SQLAlchemyError as exc:  # a busy database must not kill the run
+            log.warning("could not write the run heartbeat: %s", exc)
+
+
+async def _run_claimed(
+    config: Config,
+    engine: sa.Engine,
+    run_date: date,
+    transport: Transport,
+    claim: outbox.RunClaim,
+    owner: str,
+    clock: Clock,
+    opts: RunOptions,
+    report: RunReport,
+    started: float,
+) -> RunReport:
+    now = clock()
     composer = Composer.for_config(config)
     if not claim.planned:
         try:
-            papers = await fetch_and_store(config, engine, run_date, now=now)
+            papers = await fetch_and_store(
+                config, engine, run_date, now=now, weekly=_weekly_due(engine, run_date)
+            )
         except SourceError as exc:
             return await _fail(
                 config,
                 engine,
                 claim.id,
+                owner,
                 report,
                 "source",
                 f"the paper source failed: {exc}",
@@ -291,19 +341,18 @@ async def run_digest(
             )
         report.papers_fetched = len(papers)
         plan = plan_run(config, engine, run_date)
-        outbox.write_plan(engine, claim.id, plan, clock())
+        outbox.write_plan(engine, claim.id, plan, clock(), skip_empty=config.schedule.skip_empty)
         log.info("planned %d deliveries for %s", sum(1 for p in plan if p.paper_ids), run_date)
     else:
         report.papers_fetched = _papers_fetched(engine, claim.id)
 
-    expired = outbox.expire_retries(engine, clock() - timedelta(hours=config.smtp.retry_hours), clock())
+    deadline = clock() - timedelta(hours=config.smtp.retry_hours)
+    expired = outbox.expire_retries(engine, deadline, clock())
     if expired:
         report.problems.append(
             f"{expired} earlier deliveries gave up after {config.smtp.retry_hours} hours of retries"
         )
-    run_ids = sorted(
-        {claim.id, *outbox.retry_runs(engine, clock() - timedelta(hours=config.smtp.retry_hours))}
-    )
+    run_ids = sorted({claim.id, *outbox.retry_runs(engine, deadline)})
     try:
         await _deliver(config, engine, run_ids, run_date, transport, composer, clock, opts, report)
     except DeliveryError as exc:
@@ -311,6 +360,7 @@ async def run_digest(
             config,
             engine,
             claim.id,
+            owner,
             report,
             "smtp",
             f"the SMTP server failed: {exc}",
@@ -345,12 +395,24 @@ async def run_digest(
             f"{report.failed} of {attempted} deliveries failed permanently",
             clock,
         )
+    if report.status == "incomplete":
+        await alert_admin(
+            config,
+            engine,
+            transport,
+            run_date,
+            "retrying",
+            f"{unfinished} deliveries of {run_date} failed temporarily and are waiting for a retry "
+            f"(for up to {config.smtp.retry_hours} hours); check the SMTP relay",
+            clock,
+        )
     report.seconds = time.monotonic() - started
     outbox.finish_run(
         engine,
         claim.id,
         report.status,
         clock(),
+        owner=owner,
         papers_fetched=report.papers_fetched,
         report=report.to_json(),
     )
@@ -365,6 +427,10 @@ async def run_digest(
         extra={"run": report.to_json()},
     )
     return report
+
+
+def _weekly_due(engine: sa.Engine, run_date: date) -> bool:
+    return any(s.cadence == Cadence.WEEKLY and is_due(s, run_date) for s in active_subscribers(engine))
 
 
 def _papers_fetched(engine: sa.Engine, run_id: int) -> int:
@@ -387,6 +453,7 @@ async def _fail(
     config: Config,
     engine: sa.Engine,
     run_id: int,
+    owner: str,
     report: RunReport,
     problem: str,
     detail: str,
@@ -397,7 +464,7 @@ async def _fail(
     report.status = "failed"
     report.error = detail
     report.seconds = time.monotonic() - started
-    outbox.finish_run(engine, run_id, "failed", clock(), error=detail, report=report.to_json())
+    outbox.finish_run(engine, run_id, "failed", clock(), owner=owner, error=detail, report=report.to_json())
     log.error("run %s failed: %s", report.run_date, detail, extra={"run": report.to_json()})
     await alert_admin(config, engine, transport, report.run_date, problem, detail, clock)
     return report
@@ -546,9 +613,8 @@ async def _send_batch(
     jobs: list[tuple[outbox.Due, DigestMail]] = []
 
     def settle(row: outbox.Due, state: DeliveryState, reply: str) -> None:
-        claimed = outbox.claim_one(conn, row, now)
-        if claimed is not None:  # else another process owns the row now
-            outcomes.append(outbox.Outcome(claimed, state, reply))
+        # Straight to the final state (conditionally): no mail is involved, so it never passes `sending`.
+        outbox.settle(conn, row, state, reply, now)
 
     for row in rows:
         sub = subs.get(row.subscriber_id)
@@ -785,9 +851,10 @@ def run_from_cli(
 ) -> RunReport:
     """`digest run`: open the store, sync config subscribers, run with a progress bar on a terminal."""
     engine = open_store(config)
-    sync_subscribers(config, engine)
-    if dry_run:
+    if dry_run:  # records nothing: not even the config's subscribers
+        check_config_subscribers(config)
         return asyncio.run(dry_run_digest(config, engine, run_date, out_dir))
+    sync_subscribers(config, engine)
     return asyncio.run(_run_with_progress(config, engine, run_date, console))
 
 

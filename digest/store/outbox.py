@@ -144,9 +144,13 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def heartbeat(bind: Bind, run_id: int, now: datetime) -> None:
+def heartbeat(bind: Bind, run_id: int, now: datetime, owner: str | None = None) -> None:
+    """Tell other processes this run is alive (only while ``owner`` still holds it)."""
+    query = run.update().where(run.c.id == run_id, run.c.status == "running")
+    if owner is not None:
+        query = query.where(run.c.owner == owner)
     with _tx(bind) as conn:
-        conn.execute(run.update().where(run.c.id == run_id).values(heartbeat_at=now))
+        conn.execute(query.values(heartbeat_at=now))
 
 
 def finish_run(
@@ -155,17 +159,22 @@ def finish_run(
     status: str,
     now: datetime,
     *,
+    owner: str | None = None,
     papers_fetched: int | None = None,
     error: str | None = None,
     report: dict[str, Any] | None = None,
-) -> None:
+) -> bool:
+    """Close the run; with ``owner``, only if that process still holds it (False when it lost the run)."""
     values: dict[str, Any] = {"status": status, "finished_at": now, "heartbeat_at": now, "error": error}
     if papers_fetched is not None:
         values["papers_fetched"] = papers_fetched
     if report is not None:
         values["report"] = report
+    query = run.update().where(run.c.id == run_id)
+    if owner is not None:
+        query = query.where(run.c.owner == owner)
     with engine.begin() as conn:
-        conn.execute(run.update().where(run.c.id == run_id).values(**values))
+        return bool(conn.execute(query.values(**values)).rowcount)
 
 
 def last_run(engine: sa.Engine) -> dict[str, Any] | None:
@@ -180,13 +189,18 @@ class PlannedDelivery:
     paper_ids: Sequence[str]  # all matched, in mail order; an empty list means skipped (nothing new)
 
 
-def write_plan(engine: sa.Engine, run_id: int, plan: Iterable[PlannedDelivery], now: datetime) -> int:
-    """Insert the outbox rows of a run and mark it planned, in one transaction. Returns rows written."""
+def write_plan(
+    engine: sa.Engine, run_id: int, plan: Iterable[PlannedDelivery], now: datetime, *, skip_empty: bool = True
+) -> int:
+    """Insert the outbox rows of a run and mark it planned, in one transaction. Returns rows written.
+
+    A subscriber with nothing new is ``skipped`` (``skip_empty``) or gets an empty digest (pending).
+    """
     rows = [
         {
             "run_id": run_id,
             "subscriber_id": p.subscriber_id,
-            "state": DeliveryState.PENDING if p.paper_ids else DeliveryState.SKIPPED,
+            "state": DeliveryState.PENDING if p.paper_ids or not skip_empty else DeliveryState.SKIPPED,
             "attempts": 0,
             "paper_ids": list(p.paper_ids),
             "updated_at": now,
@@ -398,28 +412,100 @@ def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, An
 
 
 def retry_runs(engine: sa.Engine, since: datetime) -> list[int]:
-    """Runs (other than live ones) that still have retry rows younger than the retry deadline."""
+    """Earlier runs whose outbox still holds work: retry rows younger than the deadline, and pending rows of
+    runs that no live process holds (a run that failed or was interrupted after planning)."""
+    abandoned = sa.and_(
+        delivery.c.state == DeliveryState.PENDING,
+        run.c.status != "running",
+        run.c.started_at >= since,
+    )
+    waiting = sa.and_(delivery.c.state == DeliveryState.RETRY, delivery.c.first_attempt_at >= since)
+    query = (
+        sa.select(delivery.c.run_id)
+        .join(run, run.c.id == delivery.c.run_id)
+        .where(sa.or_(waiting, abandoned))
+        .distinct()
+    )
     with engine.connect() as conn:
-        return [
-            r
-            for (r,) in conn.execute(
-                sa.select(delivery.c.run_id)
-                .where(delivery.c.state == DeliveryState.RETRY, delivery.c.first_attempt_at >= since)
-                .distinct()
-            )
-        ]
+        return [r for (r,) in conn.execute(query)]
 
 
 def expire_retries(engine: sa.Engine, before: datetime, now: datetime) -> int:
-    """Retry rows whose first attempt is older than the deadline become failed."""
+    """Give up on work older than the deadline: retry rows first tried before it, and pending rows of
+    abandoned runs started before it. They become failed, which frees their papers for later digests."""
+    old_runs = sa.select(run.c.id).where(run.c.status != "running", run.c.started_at < before)
     with engine.begin() as conn:
-        return int(
+        retried = conn.execute(
+            delivery.update()
+            .where(delivery.c.state == DeliveryState.RETRY, delivery.c.first_attempt_at < before)
+            .values(state=DeliveryState.FAILED, last_reply="gave up: retry deadline passed", updated_at=now)
+        ).rowcount
+        stale = conn.execute(
+            delivery.update()
+            .where(delivery.c.state == DeliveryState.PENDING, delivery.c.run_id.in_(old_runs))
+            .values(
+                state=DeliveryState.FAILED,
+                last_reply="gave up: the run was abandoned too long ago",
+                updated_at=now,
+            )
+        ).rowcount
+    return int(retried) + int(stale)
+
+
+#: A row in ``sending`` this long is no longer in anybody's hands (a send takes seconds; see smtp.timeout_s).
+SENDING_ABANDONED_AFTER = timedelta(minutes=15)
+
+
+def recover_abandoned(engine: sa.Engine, now: datetime, owner: str) -> int:
+    """Runs held by dead processes become ``interrupted`` (their in-flight rows ``uncertain``); so do rows
+    left in ``sending`` long ago by any process. Later runs then finish what those runs left pending."""
+    with engine.begin() as conn:
+        running = conn.execute(
+            sa.select(run.c.id, run.c.owner, run.c.heartbeat_at).where(
+                run.c.status == "running", run.c.owner != owner
+            )
+        ).all()
+    count = 0
+    for run_id, other, beat in running:
+        beat = _aware(beat)
+        if _owner_alive(other) and beat is not None and now - beat < STALE_AFTER:
+            continue
+        with engine.begin() as conn:
+            taken = conn.execute(
+                run.update()
+                .where(run.c.id == run_id, run.c.status == "running", _same(run.c.owner, other))
+                .values(status="interrupted", error=f"the process {other} stopped without finishing")
+            ).rowcount
+            if taken:
+                count += 1
+                conn.execute(
+                    delivery.update()
+                    .where(delivery.c.run_id == run_id, delivery.c.state == DeliveryState.SENDING)
+                    .values(state=DeliveryState.UNCERTAIN, last_reply=_UNCERTAIN_REPLY, updated_at=now)
+                )
+    with engine.begin() as conn:
+        conn.execute(
+            delivery.update()
+            .where(
+                delivery.c.state == DeliveryState.SENDING,
+                delivery.c.updated_at < now - SENDING_ABANDONED_AFTER,
+            )
+            .values(state=DeliveryState.UNCERTAIN, last_reply=_UNCERTAIN_REPLY, updated_at=now)
+        )
+    return count
+
+
+_UNCERTAIN_REPLY = "process stopped while sending; not resent (RFC 1047)"
+
+
+def settle(bind: Bind, row: Due, state: DeliveryState, reply: str, now: datetime) -> bool:
+    """Move a due row straight to a final state that involves no mail (skipped, failed), conditionally."""
+    with _tx(bind) as conn:
+        return bool(
             conn.execute(
                 delivery.update()
-                .where(delivery.c.state == DeliveryState.RETRY, delivery.c.first_attempt_at < before)
-                .values(
-                    state=DeliveryState.FAILED, last_reply="gave up: retry deadline passed", updated_at=now
-                )
+                .where(delivery.c.id == row.id, delivery.c.state == row.state)
+                .values(state=state, last_reply=reply[:1000], updated_at=now)
             ).rowcount
         )
 
@@ -435,12 +521,17 @@ def state_counts(engine: sa.Engine, run_id: int) -> dict[str, int]:
 
 
 def record_alert(engine: sa.Engine, day: date, problem: str, detail: str, now: datetime) -> bool:
-    """Insert the alert for (day, problem); False when it was already raised today (deduplication)."""
+    """Note the alert for (day, problem); True when it should be mailed: new today, or not mailed yet
+    (the mail failed earlier, e.g. while SMTP was down). Once mailed, the same problem stays quiet that day."""
     try:
         with engine.begin() as conn:
             conn.execute(alert.insert().values(day=day, problem=problem[:64], detail=detail, created_at=now))
     except sa.exc.IntegrityError:
-        return False
+        with engine.connect() as conn:
+            sent = conn.execute(
+                sa.select(alert.c.sent_at).where(alert.c.day == day, alert.c.problem == problem[:64])
+            ).scalar()
+        return sent is None
     return True
 
 

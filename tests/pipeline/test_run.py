@@ -221,3 +221,86 @@ async def test_an_unsubscribe_between_planning_and_sending_takes_effect(
     assert mails_to(server.messages, "ada@example.org") == []
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).where(delivery.c.state == "sent")).scalar() == 0
+
+
+async def test_digests_planned_by_a_run_that_failed_are_sent_by_the_next_run(
+    tmp_path: Path, hf: Any, server: FaultySmtpServer
+) -> None:
+    config = make_config(tmp_path, hf_url=hf.base_url, smtp_port=server.port, source={"lookback_days": 0})
+    engine = db.open_database(config.database_url)
+    subscribe(engine, "ada@example.org", "agent*")
+    server.script("MAIL", "550 5.7.1 sender refused")  # a whole-run problem, after planning
+    first = await run_once(config, engine, server, DAY)
+    assert first.status == "failed" and "sender" in (first.error or "")
+    assert delivery_states(engine)["ada@example.org"] == ["pending"]
+    second = await run_once(config, engine, server, DAY + timedelta(days=1))
+    assert second.status == "done"
+    assert len(mails_to(server.messages, "ada@example.org")) == 1
+    assert "2608.19880" in delivered(engine, "ada@example.org")
+    assert delivery_states(engine)["ada@example.org"].count("sent") == 1
+
+
+async def test_a_subscriber_with_an_unreadable_stored_rule_does_not_stop_the_run(
+    tmp_path: Path, hf: Any, server: FaultySmtpServer
+) -> None:
+    from digest.store.tables import rule
+
+    config = make_config(tmp_path, hf_url=hf.base_url, smtp_port=server.port)
+    engine = db.open_database(config.database_url)
+    broken = subscribe(engine, "old@example.org", "agent*")
+    subscribe(engine, "ada@example.org", "agent*")
+    with engine.begin() as conn:  # e.g. a rule saved by a laxer older version
+        conn.execute(rule.update().where(rule.c.subscriber_id == broken).values(query="title:(agent"))
+    report = await run_once(config, engine, server)
+    assert report.status == "done"
+    assert len(mails_to(server.messages, "ada@example.org")) == 1
+    assert mails_to(server.messages, "old@example.org") == []
+
+
+async def test_with_skip_empty_off_a_subscriber_with_nothing_new_gets_an_empty_digest(
+    tmp_path: Path, hf: Any, server: FaultySmtpServer
+) -> None:
+    config = make_config(tmp_path, hf_url=hf.base_url, smtp_port=server.port, schedule={"skip_empty": False})
+    engine = db.open_database(config.database_url)
+    subscribe(engine, "quiet@example.org", "zebrafish")
+    report = await run_once(config, engine, server)
+    assert report.status == "done" and report.sent == 1
+    (mail,) = mails_to(server.messages, "quiet@example.org")
+    assert (
+        "0 new papers" in str(mail["Subject"])
+        or "no new papers" in mail.get_body(("plain",)).get_content().lower()
+    )
+
+
+async def test_a_weekly_digest_fetches_the_whole_week(
+    tmp_path: Path, hf: Any, server: FaultySmtpServer
+) -> None:
+    config = make_config(tmp_path, hf_url=hf.base_url, smtp_port=server.port, source={"lookback_days": 1})
+    engine = db.open_database(config.database_url)
+    subscribe(
+        engine, "weekly@example.org", "agent*", cadence="weekly", weekday=(DAY + timedelta(days=5)).weekday()
+    )
+    await run_once(
+        config, engine, server, DAY + timedelta(days=5)
+    )  # 2026-08-21 is 5 days back, beyond lookback 1
+    asked = {
+        r.query.get("date", [""])[0] if isinstance(r.query, dict) else ""
+        for r in hf.requests_to("/api/daily_papers")
+    }
+    assert DAY.isoformat() in str(asked) or DAY.isoformat() in str(hf.requests_to("/api/daily_papers"))
+    assert len(mails_to(server.messages, "weekly@example.org")) == 1
+
+
+def test_a_run_held_by_another_live_process_keeps_its_heartbeat_and_its_result(engine: sa.Engine) -> None:
+    from pipeline_helpers import NOW
+
+    from digest.store import outbox
+
+    claim = outbox.claim_run(engine, DAY, NOW, owner="other-host:1")
+    later = NOW + timedelta(minutes=1)
+    outbox.heartbeat(engine, claim.id, later, owner="me:2")  # not ours: no effect
+    assert not outbox.finish_run(engine, claim.id, "done", later, owner="me:2")
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(run.c.status, run.c.heartbeat_at)).one()
+    assert row.status == "running"
+    assert outbox.finish_run(engine, claim.id, "done", later, owner="other-host:1")
