@@ -9,15 +9,17 @@ failing SMTP server never changes what the visitor sees (a failure is logged) an
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from importlib import resources
 from typing import Annotated, Any, Protocol
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import BackgroundTasks, FastAPI, Form, Request
@@ -55,6 +57,17 @@ PREVIEW_SHOWN = 20
 PREVIEW_CACHE_S = 60.0
 MAX_RULES_TEXT = 12_000
 MAX_RULE_LINES = repo.MAX_RULES
+#: Mails the subscribe form may trigger per address per day (on top of the store's one per hour).
+MAILS_PER_ADDRESS_PER_DAY = 3
+PROXY_WARNING = (
+    "requests carry X-Forwarded-For but [web] trust_proxy is false: per-IP limits apply to the proxy's "
+    "address; set trust_proxy = true behind a reverse proxy"
+)
+#: Headers a reverse proxy adds: a request carrying one came through a proxy, even from 127.0.0.1.
+_PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+# The proxy warning is logged once per process, however many apps or requests there are.
+_proxy_warned = threading.Event()
 
 
 class MailSender(Protocol):
@@ -136,6 +149,11 @@ class _Site:
         self.csrf = Csrf(self.secret)
         self.subscribe_limiter = SlidingWindowLimiter(*subscribe_limit)
         self.preview_limiter = SlidingWindowLimiter(*preview_limit)
+        # In memory (no column for it): the store's hourly lock holds across processes, this daily cap
+        # holds per process until a restart. It runs on the app's clock, like the hourly lock.
+        self.address_mail_limiter = SlidingWindowLimiter(
+            MAILS_PER_ADDRESS_PER_DAY, 24 * 3600.0, clock=lambda: self.clock().timestamp()
+        )
         self.env = environment()
         self.secure_cookie = config.web.base_url.startswith("https://")
         self.sender = config.smtp.from_
@@ -164,13 +182,36 @@ class _Site:
         return self.page("message.html", status, heading=heading, text=text, **extra)
 
     def client_ip(self, request: Request) -> str:
-        if self.config.web.trust_proxy:
+        """The address per-IP limits count: the proxy's last X-Forwarded-For entry when trusted."""
+        if not self.config.web.trust_proxy:
+            self.warn_if_proxied(request)
+        else:
             forwarded = request.headers.get("x-forwarded-for", "")
             # The proxy appends the address it saw: the last entry is the only one we can trust.
             last = forwarded.split(",")[-1].strip()
             if last:
                 return last[:64]
         return request.client.host if request.client else "unknown"
+
+    def warn_if_proxied(self, request: Request) -> None:
+        """Tell the operator, once per process, that every visitor shares the proxy's per-IP limits."""
+        if (
+            not self.config.web.trust_proxy
+            and "x-forwarded-for" in request.headers
+            and not _proxy_warned.is_set()
+        ):
+            _proxy_warned.set()
+            log.warning(PROXY_WARNING)
+
+    def is_local(self, request: Request) -> bool:
+        """True for a request from this machine that no proxy forwarded (the container's health check)."""
+        if any(name in request.headers for name in _PROXY_HEADERS):
+            return False
+        host = request.client.host if request.client else ""
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def csrf_nonce(self, request: Request) -> tuple[str, bool]:
         """The browser's CSRF nonce, and whether the cookie must be set."""
@@ -204,11 +245,22 @@ class _Site:
             raise TokenError("this link is not valid")
         subscriber_id, version = read_token(self.secret, purpose, token)
         sub = repo.get_subscriber(self.engine, subscriber_id)
-        if sub is None or sub.token_version != version or sub.email.endswith("@" + repo.DELETED_DOMAIN):
+        if sub is None or sub.email.endswith("@" + repo.DELETED_DOMAIN):
             raise TokenError("this link is no longer valid")
+        if sub.token_version != version:
+            # The subscription changed after this mail was sent (new rules from the form): a newer mail
+            # carries the link that works.
+            raise TokenError("this link was replaced by a newer one")
         return sub
 
     def token_failure(self, exc: TokenError) -> HTMLResponse:
+        if "replaced" in str(exc):
+            return self.message(
+                410,
+                "This link was replaced",
+                "Nothing was changed. The subscription was changed after this mail was sent: use the link "
+                "in the newest mail, or subscribe again on the front page.",
+            )
         expired = "expired" in str(exc)
         return self.message(
             410 if expired else 404,
@@ -302,6 +354,12 @@ class _Site:
             log.info("%s mail sent to subscriber %s", kind, sub.id)
 
 
+def _path(url: str) -> str:
+    """The root-relative path of one of our own links, for pages: every page links within the site it
+    was served from (like its form actions and /static), whatever host name the visitor used."""
+    return urlsplit(url).path
+
+
 def _form_values(email: str, name: str, rules: str) -> dict[str, str]:
     return {"email": email[:320], "name": name[:100], "rules": rules[:MAX_RULES_TEXT]}
 
@@ -372,6 +430,7 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> HTMLResponse:
+        site.warn_if_proxied(request)  # the first page a deployment check loads: warn early
         return subscribe_page(request)
 
     @app.get("/preview", response_class=HTMLResponse)
@@ -467,9 +526,19 @@ def create_app(
             return subscribe_page(request, 400, values=values, errors={"rules": str(exc)})
         if outcome is repo.SubscribeOutcome.MANAGED:
             return done
-        if not repo.record_confirmation_sent(site.engine, sub.id, now):
+        if outcome is repo.SubscribeOutcome.TOO_SOON or not repo.record_confirmation_sent(
+            site.engine, sub.id, now
+        ):
             log.info("subscriber %s asked again within the hour: no mail", sub.id)
             return done
+        if site.address_mail_limiter.hit(str(sub.id)) is not None:
+            log.info(
+                "subscriber %s had %d mails from the form today: no mail", sub.id, MAILS_PER_ADDRESS_PER_DAY
+            )
+            return done
+        # Read it again now that the mail is claimed: a form sent at the same moment may have changed the
+        # rules (and the link version) since, and the mail must carry the link that works.
+        sub = repo.get_subscriber(site.engine, sub.id) or sub
         links = site.links(sub)
         if outcome is repo.SubscribeOutcome.ACTIVE:
             mail = render_reminder(site.config, site.secret, sub)
@@ -490,9 +559,11 @@ def create_app(
             active = repo.get_subscriber(site.engine, sub.id) or sub
             mail = render_welcome(site.config, site.secret, active)
             background.add_task(site.send, active, mail, links["unsubscribe_url"], "welcome")
-            return site.page("confirmed.html", sub=active, already=False, manage_url=links["manage_url"])
+            return site.page(
+                "confirmed.html", sub=active, already=False, manage_path=_path(links["manage_url"])
+            )
         if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
-            return site.page("confirmed.html", sub=sub, already=True, manage_url=links["manage_url"])
+            return site.page("confirmed.html", sub=sub, already=True, manage_path=_path(links["manage_url"]))
         return site.message(
             409,
             "This subscription was cancelled",
@@ -600,7 +671,9 @@ def create_app(
             sub = site.subscriber_from("unsubscribe", token)
         except TokenError as exc:
             return site.token_failure(exc)
-        return site.page("unsubscribe.html", sub=sub, done=False, manage_url=site.links(sub)["manage_url"])
+        return site.page(
+            "unsubscribe.html", sub=sub, done=False, manage_path=_path(site.links(sub)["manage_url"])
+        )
 
     @app.post("/u/{token}", response_class=HTMLResponse)
     def unsubscribe_now(token: str) -> HTMLResponse:
@@ -616,11 +689,15 @@ def create_app(
         if sub.status != SubscriberStatus.UNSUBSCRIBED:
             sub = repo.set_status(site.engine, sub.id, SubscriberStatus.UNSUBSCRIBED, now=site.clock())
             log.info("subscriber %s unsubscribed", sub.id)
-        return site.page("unsubscribe.html", sub=sub, done=True, manage_url=site.links(sub)["manage_url"])
+        return site.page(
+            "unsubscribe.html", sub=sub, done=True, manage_path=_path(site.links(sub)["manage_url"])
+        )
 
     @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        return JSONResponse(health(site.engine, site.clock()))
+    def healthz(request: Request) -> JSONResponse:
+        """Always 200. Public callers get states and counts; details (errors, SMTP replies, alert text)
+        only go to a caller on this machine (the container's health check, an operator's curl)."""
+        return JSONResponse(health(site.engine, site.clock(), details=site.is_local(request)))
 
     return app
 
@@ -633,8 +710,22 @@ def _iso(value: Any) -> Any:
     return value
 
 
-def health(engine: sa.Engine, now: datetime, *, alert_hours: int = 24) -> dict[str, Any]:
-    """The last run (date, status, times, report) and the alerts of the last ``alert_hours``."""
+def _counts(report: Any) -> dict[str, int]:
+    """The whole-number fields of a run report (sent, failed, ...): never its error text or problems."""
+    if not isinstance(report, dict):
+        return {}
+    return {k: v for k, v in report.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def health(
+    engine: sa.Engine, now: datetime, *, alert_hours: int = 24, details: bool = False
+) -> dict[str, Any]:
+    """The last run and the alerts of the last ``alert_hours``.
+
+    Without ``details`` (what the public gets): the overall status, the last run's date, status, finish time
+    and counts, and each alert's day and problem key. Free text (the run's error, the report's problems, the
+    alert detail) can quote SMTP hosts, user names and relay replies, so it is only added with ``details``.
+    """
     with engine.connect() as conn:
         last = conn.execute(sa.select(run).order_by(run.c.run_date.desc()).limit(1)).first()
         alerts = conn.execute(
@@ -643,21 +734,26 @@ def health(engine: sa.Engine, now: datetime, *, alert_hours: int = 24) -> dict[s
             .order_by(alert.c.created_at.desc())
             .limit(10)
         ).all()
-    last_run = None
+    last_run: dict[str, Any] | None = None
     if last is not None:
         last_run = {
             "date": _iso(last.run_date),
             "status": last.status,
-            "started_at": _iso(last.started_at),
             "finished_at": _iso(last.finished_at),
-            "error": last.error,
-            "report": last.report,
+            "counts": _counts(last.report),
         }
-    alert_list: Sequence[dict[str, Any]] = [
-        {"day": _iso(a.day), "problem": a.problem, "detail": a.detail, "created_at": _iso(a.created_at)}
-        for a in alerts
-    ]
+        if details:
+            last_run.update(started_at=_iso(last.started_at), error=last.error, report=last.report)
+    alert_list: list[dict[str, Any]] = []
+    for a in alerts:
+        item: dict[str, Any] = {"day": _iso(a.day), "problem": a.problem}
+        if details:
+            item.update(detail=a.detail, created_at=_iso(a.created_at))
+        alert_list.append(item)
     status = "ok"
     if alert_list or (last_run and last_run["status"] == "failed"):
         status = "alert"
-    return {"status": status, "now": now.isoformat(), "last_run": last_run, "alert": alert_list or None}
+    answer: dict[str, Any] = {"status": status, "last_run": last_run, "alert": alert_list or None}
+    if details:
+        answer["now"] = now.isoformat()
+    return answer

@@ -425,7 +425,7 @@ async def test_healthz_reports_the_last_run_and_recent_alerts(web: Web) -> None:
                 status="done",
                 started_at=NOW - timedelta(hours=3),
                 finished_at=NOW - timedelta(hours=2),
-                report={"sent": 12, "failed": 0},
+                report={"sent": 12, "failed": 0, "seconds": 1.5, "problems": []},
             )
         )
         conn.execute(
@@ -435,7 +435,7 @@ async def test_healthz_reports_the_last_run_and_recent_alerts(web: Web) -> None:
         )
     ok = (await web.client.get("/healthz")).json()
     assert ok["status"] == "ok" and ok["alert"] is None
-    assert ok["last_run"]["date"] == "2026-03-01" and ok["last_run"]["report"] == {"sent": 12, "failed": 0}
+    assert ok["last_run"]["date"] == "2026-03-01" and ok["last_run"]["counts"] == {"sent": 12, "failed": 0}
     assert ok["last_run"]["finished_at"].startswith("2026-03-02T07:30:00")
     with web.engine.begin() as conn:
         conn.execute(
@@ -447,7 +447,66 @@ async def test_healthz_reports_the_last_run_and_recent_alerts(web: Web) -> None:
             )
         )
     bad = (await web.client.get("/healthz")).json()
-    assert bad["status"] == "alert" and [a["problem"] for a in bad["alert"]] == ["source"]
+    assert bad["status"] == "alert" and bad["alert"] == [{"day": "2026-03-02", "problem": "source"}]
+
+
+SECRET_DETAIL = "535 5.7.8 authentication failed for user ann on smtp.internal.example"
+
+
+async def _failed_run_with_an_smtp_alert(web: Web) -> None:
+    with web.engine.begin() as conn:
+        conn.execute(
+            sa.insert(run).values(
+                run_date=date(2026, 3, 2),
+                status="failed",
+                started_at=NOW - timedelta(hours=1),
+                finished_at=NOW - timedelta(minutes=50),
+                error=f"SMTP: {SECRET_DETAIL}",
+                report={"sent": 0, "failed": 3, "error": SECRET_DETAIL, "problems": [SECRET_DETAIL]},
+            )
+        )
+        conn.execute(
+            sa.insert(alert).values(
+                day=date(2026, 3, 2),
+                problem="smtp",
+                detail=SECRET_DETAIL,
+                created_at=NOW - timedelta(minutes=50),
+            )
+        )
+
+
+async def test_public_healthz_shows_states_and_counts_but_no_error_text(web: Web) -> None:
+    await _failed_run_with_an_smtp_alert(web)
+    answer = await web.client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "alert",
+        "last_run": {
+            "date": "2026-03-02",
+            "status": "failed",
+            "finished_at": answer.json()["last_run"]["finished_at"],
+            "counts": {"sent": 0, "failed": 3},
+        },
+        "alert": [{"day": "2026-03-02", "problem": "smtp"}],
+    }
+    for secret in ("smtp.internal.example", "ann", "535"):
+        assert secret not in answer.text
+
+
+async def test_healthz_gives_details_only_to_this_machine_and_not_through_a_proxy(
+    web_factory: object,
+) -> None:
+    local = await web_factory(ip="127.0.0.1")  # type: ignore[operator]
+    await _failed_run_with_an_smtp_alert(local)
+    mine = await local.client.get("/healthz")
+    assert mine.status_code == 200
+    assert mine.json()["last_run"]["error"] == f"SMTP: {SECRET_DETAIL}"
+    assert mine.json()["alert"][0]["detail"] == SECRET_DETAIL
+    # A reverse proxy on the same machine connects from 127.0.0.1 too: what it forwards is public.
+    proxied = await local.client.get("/healthz", headers={"x-forwarded-for": "203.0.113.9"})
+    assert proxied.status_code == 200 and SECRET_DETAIL not in proxied.text
+    ipv6 = await web_factory(ip="::1")  # type: ignore[operator]
+    assert SECRET_DETAIL in (await ipv6.client.get("/healthz")).text
 
 
 async def test_a_dead_smtp_server_is_logged_and_the_visitor_sees_the_same_page(
@@ -489,3 +548,93 @@ async def test_subscribe_confirm_and_unsubscribe_work_on_postgresql(
         assert _rows(engine)[0].status == "unsubscribed"
     finally:
         engine.dispose()
+
+
+async def test_new_rules_for_a_pending_address_kill_the_earlier_confirmation_link(web: Web) -> None:
+    await web.subscribe("ann@example.org", "diffusion")
+    (owners,) = web.new_mail()
+    # Within the hour, a stranger's form changes nothing: the owner's link confirms what the owner asked.
+    await web.subscribe("ann@example.org", "crypto scam")
+    assert web.new_mail() == []
+    assert [r.query for r in repo.find_subscriber(web.engine, "ann@example.org").rules] == ["diffusion"]  # type: ignore[union-attr]
+    # Later, the stranger's rules are stored and mailed with a new link; the owner's old link is dead.
+    web.clock.advance(hours=2)
+    await web.subscribe("ann@example.org", "crypto scam")
+    (fresh,) = web.new_mail()
+    assert "  - crypto scam" in mail_text(fresh)
+    old = await web.client.get(links_in(owners)["confirm"])
+    assert old.status_code == 410 and "This link was replaced" in old.text
+    assert _rows(web.engine)[0].status == "pending" and web.new_mail() == []
+    new = await web.client.get(links_in(fresh)["confirm"])
+    assert new.status_code == 200 and _rows(web.engine)[0].status == "active"
+
+
+async def test_an_address_gets_at_most_three_form_mails_a_day(web: Web) -> None:
+    sent = []
+    for _ in range(5):
+        await web.subscribe("ann@example.org")
+        sent.append(len(web.new_mail()))
+        web.clock.advance(minutes=61)
+    assert sent == [1, 1, 1, 0, 0]
+    web.clock.advance(hours=20)  # a day after the first mail
+    await web.subscribe("ann@example.org")
+    assert len(web.new_mail()) == 1
+
+
+@pytest.fixture
+def proxy_warning_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from digest.web import app as app_module
+
+    monkeypatch.setattr(app_module, "_proxy_warned", threading.Event())
+
+
+@pytest.mark.usefixtures("proxy_warning_not_given")
+async def test_requests_through_an_untrusted_proxy_log_one_warning_per_process(
+    web_factory: object, caplog: pytest.LogCaptureFixture, tmp_path: object
+) -> None:
+    from web_helpers import make_config
+
+    direct = await web_factory()  # type: ignore[operator]
+    await direct.subscribe("ann@example.org")
+    await direct.client.get("/preview", params={"rules": "diffusion"})
+    assert not [r for r in caplog.records if "trust_proxy" in r.getMessage()]
+
+    proxied = {"x-forwarded-for": "203.0.113.9"}
+    trusting = await web_factory(  # type: ignore[operator]
+        config=make_config(tmp_path, direct.sink.port, web={"base_url": BASE, "trust_proxy": True})  # type: ignore[arg-type]
+    )
+    await trusting.client.get("/", headers=proxied)
+    await trusting.client.get("/preview", params={"rules": "diffusion"}, headers=proxied)
+    assert not [r for r in caplog.records if "trust_proxy" in r.getMessage()]
+
+    await direct.client.get("/", headers=proxied)
+    await direct.client.get("/preview", params={"rules": "diffusion"}, headers=proxied)
+    other = await web_factory(ip="198.51.100.7")  # type: ignore[operator]
+    await other.client.get("/preview", params={"rules": "agents"}, headers=proxied)
+    warnings = [r for r in caplog.records if "trust_proxy" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert warnings[0].getMessage() == (
+        "requests carry X-Forwarded-For but [web] trust_proxy is false: per-IP limits apply to the proxy's "
+        "address; set trust_proxy = true behind a reverse proxy"
+    )
+
+
+async def test_pages_link_to_the_manage_page_on_the_site_they_were_served_from(web: Web) -> None:
+    await web.subscribe("ann@example.org")
+    (confirmation,) = web.new_mail()
+    confirmed = (await web.client.get(links_in(confirmation)["confirm"])).text
+    (welcome,) = web.new_mail()
+    links = links_in(welcome)
+    pages = [
+        confirmed,
+        (await web.client.get(links_in(confirmation)["confirm"])).text,  # "already subscribed"
+        (await web.client.get(links["u"])).text,
+        (await web.client.post(links["u"])).text,
+    ]
+    for page in pages:
+        targets = re.findall(r'(?:href|action|src)="([^"]*)"', page)
+        assert f'href="{links["manage"]}"' in page
+        # Like /static and the form actions: nothing on our own site is linked through [web] base_url.
+        assert not [t for t in targets if t.startswith((BASE, "//"))], targets
