@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from digest import config as config_mod
 from digest.errors import DigestError
@@ -28,8 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # paper titles and rules are user text
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 class _State:
@@ -128,7 +129,7 @@ def fetch(
         return
     table = Table("day", "id", "upvotes", "title")
     for p in sorted(papers, key=lambda p: (p.daily_date, -p.upvotes), reverse=True):
-        table.add_row(p.daily_date.isoformat(), p.id, str(p.upvotes), p.title)
+        table.add_row(p.daily_date.isoformat(), p.id, str(p.upvotes), Text(p.title))  # scraped: no markup
     out.print(table)
     out.print(f"{len(papers)} papers stored")
 
@@ -171,7 +172,7 @@ def match(
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
         return
     for m in matched:
-        out.print(f"[bold]{m.paper.id}[/bold]  {m.paper.upvotes:>4}▲  {m.paper.title}", markup=True)
+        out.print(Text.assemble((m.paper.id, "bold"), f"  {m.paper.upvotes:>4}▲  ", m.paper.title))
         for w in m.why:
             out.print(f"    matched: {w.describe()}")
     out.print(f"{len(matched)} of {len(papers)} papers matched")

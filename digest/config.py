@@ -10,11 +10,13 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -66,6 +68,12 @@ class ScheduleConfig(_Section):
     def _cron(cls, v: str) -> str:
         if len(v.split()) != 5:
             raise ValueError(f"expected 5 cron fields 'minute hour day month weekday', got {v!r}")
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
         return v
 
     @property
@@ -79,8 +87,12 @@ class DatabaseConfig(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not (v.startswith("sqlite://") or v.startswith("postgresql")):
-            raise ValueError(f"expected a sqlite:/// or postgresql+psycopg:// URL, got {v!r}")
+        if v.startswith("postgres://"):  # the spelling some hosting platforms hand out
+            v = "postgresql+psycopg://" + v[len("postgres://") :]
+        if v.startswith("postgresql://"):
+            v = "postgresql+psycopg://" + v[len("postgresql://") :]
+        if not (v.startswith("sqlite://") or v.startswith("postgresql+psycopg://")):
+            raise ValueError(f"expected a sqlite:/// or postgresql+psycopg:// URL, got {_redact_url(v)!r}")
         return v
 
 
@@ -129,7 +141,14 @@ class WebConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        return _check_http_url(v).rstrip("/")
+        v = _check_http_url(v).rstrip("/")
+        path = urlsplit(v).path
+        if path or "?" in v or "#" in v:
+            raise ValueError(
+                f"expected the site's root like 'https://digest.example.org', got {v!r} "
+                "(the pages are served at the root: give the app its own host name)"
+            )
+        return v
 
 
 class SecurityConfig(_Section):
@@ -154,6 +173,30 @@ class DigestConfig(_Section):
         if any(c in v for c in "\r\n\0"):
             raise ValueError("must be one line")
         return v
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, v: str) -> str:
+        if not _DOMAIN.fullmatch(v):
+            raise ValueError(f"expected a domain you control, like 'digest.example.org', got {v!r}")
+        return v
+
+    @field_validator("admin_email")
+    @classmethod
+    def _admin(cls, v: str | None) -> str | None:
+        if v is not None and not _PLAIN_ADDRESS.fullmatch(v):
+            raise ValueError(f"expected a plain address like 'ops@example.org', got {v!r}")
+        return v
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        address = v[len("mailto:") :] if v.lower().startswith("mailto:") else v
+        if not _PLAIN_ADDRESS.fullmatch(address.split("?", 1)[0]):
+            raise ValueError(f"expected an address like 'unsubscribe@example.org', got {v!r}")
+        return "mailto:" + address
 
     @model_validator(mode="after")
     def _dkim_complete(self) -> DigestConfig:
@@ -242,6 +285,15 @@ class Config(_Section):
                 ]
             )
         return key
+
+
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}")
+
+
+def _redact_url(url: str) -> str:
+    """The URL with any password replaced, for error messages."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def is_loopback(host: str) -> bool:

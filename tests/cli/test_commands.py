@@ -17,6 +17,7 @@ from smtp_server import FaultySmtpServer
 from digest.sources.snapshot_server import SnapshotServer
 
 ROOT = Path(__file__).resolve().parents[2]
+HF_DAY = ROOT.parent / "shared" / "fixtures" / "hf" / "api_daily_papers_date-2026-08-21.json"
 
 
 def digest(
@@ -272,3 +273,14 @@ def test_check_config_quotes_a_bad_subscriber_rule_with_its_key(workspace: Path)
     assert result.returncode == 1
     assert "config.toml: subscribers.0.rules.1: unknown field 'titel'" in result.stderr
     assert "^" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_scraped_titles_are_printed_as_text_not_markup(workspace: Path, hf: SnapshotServer) -> None:
+    point_at(workspace, hf.base_url)
+    item = json.loads(HF_DAY.read_text())[0]
+    item["title"] = item["paper"]["title"] = "Odd [/i] title [bold]kept"
+    day = __import__("datetime").date(2026, 8, 23)
+    hf.add_day(day, [item])
+    result = digest("fetch", "--date", day.isoformat(), cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert "Odd [/i] title [bold]kept" in " ".join(result.stdout.split())

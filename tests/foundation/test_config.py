@@ -165,3 +165,33 @@ def test_the_config_is_frozen(tmp_path: Path) -> None:
     cfg = parse_config({}, tmp_path / "c.toml")
     with pytest.raises(Exception, match="frozen"):
         cfg.smtp.port = 1  # type: ignore[misc]
+
+
+def test_a_bare_unsubscribe_address_becomes_a_mailto_url(tmp_path: Path) -> None:
+    cfg = parse_config({"digest": {"unsubscribe_mailto": "unsubscribe@example.org"}}, tmp_path / "c.toml")
+    assert cfg.digest.unsubscribe_mailto == "mailto:unsubscribe@example.org"
+
+
+def test_a_list_id_must_be_a_domain(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "[digest]\nlist_id = 'my list'\n")
+    assert "digest.list_id: expected a domain you control" in line
+
+
+def test_an_impossible_cron_is_refused(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "[schedule]\ncron = '0 25 * * *'\n")
+    assert "schedule.cron: invalid cron expression '0 25 * * *'" in line
+
+
+def test_a_database_password_is_never_echoed(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "[database]\nurl = 'mysql://digest:S3cretPw@db/digest'\n")
+    assert "S3cretPw" not in line and "database.url" in line
+
+
+def test_a_heroku_style_postgres_url_is_accepted(tmp_path: Path) -> None:
+    cfg = parse_config({"database": {"url": "postgres://u@db/digest"}}, tmp_path / "c.toml")
+    assert cfg.database.url == "postgresql+psycopg://u@db/digest"
+
+
+def test_the_web_address_must_be_a_site_root(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "[web]\nbase_url = 'https://example.org/digest'\n")
+    assert "web.base_url: expected the site's root" in line
