@@ -40,6 +40,7 @@ AUTHORS_SHOWN = 3
 ABSTRACT_CHARS = 400
 SUBJECT_MAX = 120
 SUBJECT_LABELS_MAX = 60
+SUBJECT_TITLE_MAX = 40
 LABEL_MAX = 40
 PREHEADER_MAX = 140
 
@@ -146,8 +147,7 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     groups = _group(chosen, ctx.rules)
     total = len(ctx.papers)
 
-    labels = [_one_line(g.label) for g in groups]
-    rule_labels = [_one_line(r.label) for r in ctx.rules] or labels
+    rule_labels = [_one_line(r.label) for r in ctx.rules] or [g.label for g in groups]
     date_long = f"{_DAYS[ctx.run_date.weekday()]} {ctx.run_date.day} {_MONTHS[ctx.run_date.month - 1]} {ctx.run_date.year}"
     date_short = (
         f"{_DAYS[ctx.run_date.weekday()][:3]} {ctx.run_date.day} {_MONTHS[ctx.run_date.month - 1][:3]}"
@@ -164,7 +164,7 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     more_url = safe_url(f"{ctx.base_url.rstrip('/')}/papers/date/{ctx.run_date.isoformat()}")
     title = _one_line(ctx.title) or "Paper Digest"
 
-    subject = _render_subject(total, labels, date_short)
+    subject = _render_subject(title, total, _matched_labels(ctx.papers, ctx.rules), date_short)
     preheader = _preheader([p for g in groups for p in g.papers])
     values = {
         "subject": subject,
@@ -390,18 +390,48 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _render_subject(count: int, labels: list[str], date_short: str) -> str:
-    shown: list[str] = []
-    used = 0
-    for i, label in enumerate(labels):
-        label = _clip(label, LABEL_MAX)
-        rest = len(labels) - i
-        if shown and used + len(label) + 2 > SUBJECT_LABELS_MAX:
-            shown.append(f"+{rest} more")
-            break
-        shown.append(label)
-        used += len(label) + 2
-    line = _one_line(_subject_template().render(count=count, labels=", ".join(shown), date_short=date_short))
+def _matched_labels(papers: Sequence[MatchedPaper], rules: Sequence[Rule]) -> list[str]:
+    """The labels of the rules that matched (each paper counts for its first rule), in rule order."""
+    matched = {mp.why[0].rule for mp in papers if mp.why}
+    ordered = [r.label for r in rules if r.label in matched]
+    ordered += sorted(matched.difference(ordered))
+    return [label for label in (_one_line(x) for x in ordered) if label]
+
+
+def _quoted(label: str) -> str:
+    # A rule like "flow matching" is quoted once, not twice; other double quotes inside become single ones.
+    if len(label) >= 2 and label[0] == label[-1] == '"' and '"' not in label[1:-1]:
+        label = label[1:-1]
+    return '"' + label.replace('"', "'") + '"'
+
+
+def _label_phrase(labels: list[str], budget: int) -> str:
+    """'"a"', '"a" and "b"' or '"a", "b" and 2 more', as many labels as fit in ``budget`` characters."""
+    if not labels:
+        return ""
+    quoted = [_quoted(_clip(label, LABEL_MAX)) for label in labels]
+    for shown in range(min(2, len(quoted)), 0, -1):
+        rest = len(quoted) - shown
+        phrase = " and ".join(quoted) if rest == 0 else f"{', '.join(quoted[:shown])} and {rest} more"
+        if len(phrase) <= budget:
+            return phrase
+    # Not even one label fits: shorten the first one.
+    more = f" and {len(quoted) - 1} more" if len(quoted) > 1 else ""
+    room = max(budget - len(more) - 2, 1)
+    return _quoted(_clip(labels[0], room)) + more
+
+
+def _render_subject(title: str, count: int, labels: list[str], date_short: str) -> str:
+    """DESIGN.md section 8: 'Paper digest — 7 new papers for "diffusion" (Tue 4 Nov)'; one line, at most
+    SUBJECT_MAX characters, the labels cut first (the date stays)."""
+    template = _subject_template()
+    title = _clip(title, SUBJECT_TITLE_MAX)
+    bare = _one_line(template.render(title=title, count=count, labels="", date_short=date_short))
+    budget = min(SUBJECT_LABELS_MAX, SUBJECT_MAX - len(bare) - len(" for "))
+    phrase = _label_phrase(labels, budget) if budget > 4 else ""
+    if not phrase:
+        return _clip(bare, SUBJECT_MAX)
+    line = _one_line(template.render(title=title, count=count, labels=phrase, date_short=date_short))
     return _clip(line, SUBJECT_MAX)
 
 

@@ -199,7 +199,7 @@ def test_no_address_url_or_list_id_can_add_a_header_line(recipient: str, url: st
 )
 def test_hostile_structured_values_are_refused(field: str, value: str) -> None:
     with pytest.raises(DigestError):
-        build(**{field: value})
+        build(None, **{field: value})
 
 
 def test_a_comma_in_the_unsubscribe_url_is_escaped_so_it_stays_one_uri() -> None:

@@ -212,7 +212,8 @@ def test_max_papers_keeps_the_most_upvoted_and_says_how_many_more() -> None:
         f"and {more} more on huggingface.co/papers: https://huggingface.co/papers/date/2025-10-15"
         in rendered.text
     )
-    assert rendered.subject.startswith(f"{len(ctx.papers)} new papers: reasoning — ")
+    # The subject counts every match, not only the ones shown.
+    assert rendered.subject == f'Paper Digest — {len(ctx.papers)} new papers for "reasoning" (Wed 15 Oct)'
 
 
 def test_one_paper_shows_everything_a_reader_needs() -> None:
@@ -275,18 +276,70 @@ def test_highlights_clip_spans_beyond_the_shown_abstract_and_merge_overlaps() ->
     assert parse_html(rendered.html).text_by_tag["mark"] == ["alpha beta"]
 
 
-def test_the_subject_is_one_short_line_that_names_the_rules_and_the_day() -> None:
-    rules = [Rule(f"topic{i}\r\nBcc: evil@example.org" * 3, name="") for i in range(8)]
-    papers = [
-        MatchedPaper(paper(id=f"2608.0000{i}"), (Explanation(r.label, (), ()),)) for i, r in enumerate(rules)
+def _matching(rules: list[Rule], per_rule: int = 1) -> list[MatchedPaper]:
+    return [
+        MatchedPaper(paper(id=f"2608.{i:02d}{k:03d}"), (Explanation(r.label, (), ()),))
+        for i, r in enumerate(rules)
+        for k in range(per_rule)
     ]
-    subject = render_digest(ctx_for(papers, rules)).subject
+
+
+def test_the_subject_follows_the_design_title_count_rules_and_day() -> None:
+    a, b, c, d = (Rule(q) for q in ("diffusion", "agents", "robots", "speech"))
+
+    def subject(rules: list[Rule], n: int = 1, **kw: object) -> str:
+        return render_digest(ctx_for(_matching(rules, n), rules, **kw)).subject
+
+    assert subject([a], 7) == 'Paper Digest — 7 new papers for "diffusion" (Fri 21 Aug)'
+    assert subject([a]) == 'Paper Digest — 1 new paper for "diffusion" (Fri 21 Aug)'
+    assert subject([a, b]) == 'Paper Digest — 2 new papers for "diffusion" and "agents" (Fri 21 Aug)'
+    assert (
+        subject([a, b, c, d])
+        == 'Paper Digest — 4 new papers for "diffusion", "agents" and 2 more (Fri 21 Aug)'
+    )
+    assert subject([a], title="Lab papers") == 'Lab papers — 1 new paper for "diffusion" (Fri 21 Aug)'
+    # Only the rules that matched are named, in the subscriber's order, and a quoted rule is quoted once.
+    quoted = Rule('"flow matching"')
+    matched = _matching([quoted, a])
+    assert (
+        render_digest(ctx_for(matched, [b, quoted, a])).subject
+        == 'Paper Digest — 2 new papers for "flow matching" and "diffusion" (Fri 21 Aug)'
+    )
+    assert render_digest(ctx_for([], [a])).subject == "Paper Digest — no new papers (Fri 21 Aug)"
+
+
+def test_the_subject_is_one_short_line_that_keeps_the_day() -> None:
+    rules = [Rule(f"topic{i}\r\nBcc: evil@example.org" * 3, name="") for i in range(8)]
+    subject = render_digest(ctx_for(_matching(rules), rules, title="A very long digest title " * 5)).subject
     assert "\n" not in subject and "\r" not in subject
     assert len(subject) <= render.SUBJECT_MAX
-    assert subject.startswith("8 new papers: topic0")
-    assert "more" in subject and subject.endswith("— Fri 21 Aug")
-    single = render_digest(ctx_for([matched(paper())])).subject
-    assert single == "1 new paper: agents — Fri 21 Aug"
+    assert subject.startswith("A very long digest title") and "… — 8 new papers for" in subject
+    assert '"topic0' in subject and "and 7 more" in subject and "topic1" not in subject
+    assert subject.endswith(" (Fri 21 Aug)")
+
+
+def test_the_subject_survives_rfc_2047_encoding() -> None:
+    import email
+    import email.policy
+
+    rules = [Rule("Übersetzung"), Rule('"言語 モデル" OR 翻訳')]
+    rendered = render_digest(ctx_for(_matching(rules), rules, title="Digest — Ünïcode"))
+    raw = build_message(
+        rendered,
+        sender="Paper Digest <digest@example.org>",
+        recipient="ann@example.org",
+        list_id="paper-digest.example.org",
+        unsubscribe_url="https://digest.example.org/u/TOKEN-unsub",
+        date=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n")) and head.isascii()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == rendered.subject
+    assert (
+        rendered.subject
+        == 'Digest — Ünïcode — 2 new papers for "Übersetzung" and "\'言語 モデル\' OR 翻訳" (Fri 21 Aug)'
+    )
 
 
 def test_an_empty_digest_still_renders_with_its_footer() -> None:
