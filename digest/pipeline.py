@@ -519,52 +519,33 @@ async def _deliver(
     opts: RunOptions,
     report: RunReport,
 ) -> None:
-    total = _count_due(engine, run_ids)
-    with engine.connect() as conn:
-        await _deliver_on(
-            conn, config, engine, run_ids, run_date, transport, composer, clock, opts, report, total
-        )
-
-
-async def _deliver_on(
-    conn: sa.Connection,
-    config: Config,
-    engine: sa.Engine,
-    run_ids: list[int],
-    run_date: date,
-    transport: Transport,
-    composer: Composer,
-    clock: Clock,
-    opts: RunOptions,
-    report: RunReport,
-    total: int,
-) -> None:
+    """Send every due outbox row of ``run_ids`` in batches, waiting for in-run retries that are due soon."""
     batch_size = opts.batch_size or max(8, 4 * config.smtp.pool_size)
     sender = parseaddr(config.smtp.from_)[1]
     paper_cache: dict[str, Paper] = {}
+    total = _count_due(engine, run_ids)
     done = 0
-    while True:
-        if opts.stopping:
-            return
-        now = clock()
-        rows = outbox.due_deliveries(conn, run_ids, now, batch_size)
-        if not rows:
-            due = outbox.next_retry_at(conn, run_ids)
-            if due is None or due - now > opts.in_run_retry_window:
-                return
-            await opts.pause(max(0.0, (due - now).total_seconds()))
-            continue
-        outcomes = await _send_batch(
-            conn, config, engine, rows, run_date, transport, composer, sender, paper_cache, clock, opts
-        )
-        recorded = outbox.record_outcomes(
-            conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
-        )
-        report.bounced += len(recorded.bounced)
-        outbox.heartbeat(conn, run_ids[-1] if run_ids else 0, clock())
-        done += sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
-        if opts.progress:
-            opts.progress(min(done, total), total)
+    # One held connection for the many small transactions of the loop (see outbox.Bind).
+    with engine.connect() as conn:
+        while not opts.stopping:
+            now = clock()
+            rows = outbox.due_deliveries(conn, run_ids, now, batch_size)
+            if not rows:
+                due = outbox.next_retry_at(conn, run_ids)
+                if due is None or due - now > opts.in_run_retry_window:
+                    return
+                await opts.pause(max(0.0, (due - now).total_seconds()))
+                continue
+            outcomes = await _send_batch(
+                conn, config, engine, rows, run_date, transport, composer, sender, paper_cache, clock, opts
+            )
+            recorded = outbox.record_outcomes(
+                conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
+            )
+            report.bounced += len(recorded.bounced)
+            done += sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
+            if opts.progress:
+                opts.progress(min(done, total), total)
 
 
 def _count_due(engine: sa.Engine, run_ids: list[int]) -> int:
