@@ -1,9 +1,13 @@
-"""APScheduler wiring: the daily cron in the configured time zone, and the catch-up decision on start.
+"""APScheduler wiring: the daily cron in the configured zone, the same-day retry, the catch-up on start.
 
 The scheduler only decides *when* and *for which date*; what a run does is the job's business
 (``digest.server`` passes one that syncs subscribers and calls ``pipeline.run_digest``). The run date is
 the date of the fire time in the configured zone, so a 07:00 Europe/Paris run is the Paris day even
 though 07:00 Paris is 05:00 or 06:00 UTC depending on daylight saving time (APScheduler handles DST).
+
+Besides the cron, a light interval job (every ``RETRY_EVERY``) runs today's digest again while it is
+unfinished (``incomplete``, ``failed`` or ``interrupted``): SMTP that was down at 07:00 and back at 07:40
+gets the digests out at 07:50, not tomorrow.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.config import Config
 from digest.errors import ConfigError
@@ -26,8 +31,16 @@ log = logging.getLogger("digest.scheduler")
 
 Clock = Callable[[], datetime]
 Job = Callable[[date], Awaitable[Any]]
+Busy = Callable[[], bool]
 
 JOB_ID = "digest-run"
+RETRY_JOB_ID = "digest-retry"
+#: How often the retry job looks at today's run. Ten minutes: a temporary SMTP outage delays the digests
+#: by minutes rather than a day, and an outage that lasts costs a cheap connection attempt (and, for a
+#: broken source, one fetch) every ten minutes; the admin alert is still sent once per problem per day.
+RETRY_EVERY = timedelta(minutes=10)
+#: Run statuses the retry job takes up again. ``done`` is final; ``running`` belongs to whoever runs it.
+RETRYABLE = frozenset({"incomplete", "failed", "interrupted"})
 #: A fire delayed by up to this long (a busy loop, a suspended VM) still runs; later it is skipped and
 #: left to the catch-up on the next start. One hour: a digest that arrives an hour late is still useful.
 MISFIRE_GRACE_S = 3600
@@ -71,11 +84,23 @@ def run_date_for(config: Config, fire_time: datetime) -> date:
     return fire_time.astimezone(config.schedule.zone).date()
 
 
-def build_scheduler(config: Config, job: Job, *, clock: Clock = utc_now) -> AsyncIOScheduler:
+def build_scheduler(
+    config: Config,
+    job: Job,
+    *,
+    clock: Clock = utc_now,
+    engine: sa.Engine | None = None,
+    busy: Busy | None = None,
+    retry_every: timedelta = RETRY_EVERY,
+) -> AsyncIOScheduler:
     """An AsyncIOScheduler (not started) that calls ``await job(run_date)`` at every fire of the cron.
 
     ``coalesce``: several missed fires run once; ``max_instances=1``: a fire while the previous run is
     still going is skipped (APScheduler logs a warning). Start it inside the running event loop.
+
+    With an ``engine``, a second job runs every ``retry_every``: when today's run is unfinished
+    (``retry_run_date``) and ``busy()`` says no run is in progress in this process, it calls
+    ``await job(run_date)`` again (see ``retry_tick``).
     """
     trigger = make_trigger(config)
 
@@ -104,13 +129,97 @@ def build_scheduler(config: Config, job: Job, *, clock: Clock = utc_now) -> Asyn
         misfire_grace_time=MISFIRE_GRACE_S,
         replace_existing=True,
     )
+    if engine is not None:
+        is_busy: Busy = busy or (lambda: False)
+
+        async def retry() -> None:
+            await retry_tick(config, engine, job, busy=is_busy, clock=clock)
+
+        scheduler.add_job(
+            retry,
+            IntervalTrigger(seconds=retry_every.total_seconds(), timezone=config.schedule.zone),
+            id=RETRY_JOB_ID,
+            name="same-day retry of an unfinished run",
+            coalesce=True,
+            # The busy check is the real guard against two runs at once (a tick while a retry is still
+            # running returns at once); two instances keep APScheduler from logging a "maximum number of
+            # running instances" warning at every tick of a long retry.
+            max_instances=2,
+            # A tick delayed by a busy loop still counts; a tick is cheap and coalesced.
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
     return scheduler
+
+
+async def retry_tick(
+    config: Config, engine: sa.Engine, job: Job, *, busy: Busy, clock: Clock = utc_now
+) -> date | None:
+    """One look of the retry job: run today's unfinished run again; the date it retried, or None.
+
+    Nothing happens while a run is in progress in this process (``busy()``), before today's scheduled
+    time, for a ``done`` run, or when the database cannot be read (logged; the next tick tries again).
+    """
+    if busy():
+        return None
+    now = clock()
+    try:
+        due = retry_run_date(config, engine, now)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("retry check skipped: the database cannot be read (%s)", exc.__class__.__name__)
+        return None
+    if due is None:
+        return None
+    day, status = due
+    log.info(
+        "retrying the %s run for %s",
+        status,
+        day,
+        extra={"run_date": day.isoformat(), "previous_status": status},
+    )
+    # No await between busy() and here: the job takes the run lock before another tick can look.
+    await job(day)
+    return day
 
 
 def next_fire_time(config: Config, now: datetime) -> datetime | None:
     """When the cron fires next after ``now`` (for logs and the status line)."""
     at: datetime | None = make_trigger(config).get_next_fire_time(None, now + timedelta(seconds=1))
     return at
+
+
+def todays_run_date(config: Config, now: datetime) -> date | None:
+    """Today's run date (in the configured zone) once today's scheduled time has passed, else None."""
+    zone = config.schedule.zone
+    fired = last_fire_time(make_trigger(config), now)
+    if fired is None:
+        return None
+    day = fired.astimezone(zone).date()
+    return day if day == now.astimezone(zone).date() else None
+
+
+def run_status(engine: sa.Engine, day: date) -> str | None:
+    """The status of the run row for ``day``, None when there is none."""
+    with engine.connect() as conn:
+        status: str | None = conn.execute(sa.select(run.c.status).where(run.c.run_date == day)).scalar()
+    return status
+
+
+def retry_run_date(config: Config, engine: sa.Engine, now: datetime) -> tuple[date, str] | None:
+    """(today's run date, its status) when the retry job should run it again, else None.
+
+    Due when today's scheduled time has passed and today's run row exists with a status in
+    ``RETRYABLE``. No row means the cron fire has not happened in this process (catch-up on start and
+    the cron own that case); a ``done`` run is never repeated; a ``running`` one is someone's run now.
+    """
+    day = todays_run_date(config, now)
+    if day is None:
+        return None
+    status = run_status(engine, day)
+    if status not in RETRYABLE:
+        return None
+    assert status is not None
+    return day, status
 
 
 def missed_run_date(config: Config, engine: sa.Engine, now: datetime) -> date | None:
@@ -123,15 +232,7 @@ def missed_run_date(config: Config, engine: sa.Engine, now: datetime) -> date | 
     by the run row itself (``run_digest`` reports it as locked), so two processes never both send.
     Yesterday's missed run is not replayed: today's run looks back ``lookback_days`` and picks it up.
     """
-    zone = config.schedule.zone
-    fired = last_fire_time(make_trigger(config), now)
-    if fired is None:
-        return None
-    day = fired.astimezone(zone).date()
-    if day != now.astimezone(zone).date():
-        return None
-    with engine.connect() as conn:
-        status = conn.execute(sa.select(run.c.status).where(run.c.run_date == day)).scalar()
-    if status == "done":
+    day = todays_run_date(config, now)
+    if day is None or run_status(engine, day) == "done":
         return None
     return day

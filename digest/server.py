@@ -2,10 +2,16 @@
 
 - On start: the database is migrated, the config's ``[[subscribers]]`` are synced, and when today's
   scheduled run was missed (the service was down), it runs at once (``schedule.catch_up``).
-- Each run (scheduled or catch-up) syncs the config subscribers again, opens an SMTP pool and calls
-  ``pipeline.run_digest``. SMTP unreachable: the run is recorded as failed and the admin alerted (at most
-  once per problem per day). A run that another process holds is logged, not an error (the run row is
-  the lock: two ``serve`` processes on one database send every digest once).
+- Each run (scheduled, catch-up or retry) syncs the config subscribers again, opens an SMTP pool and
+  calls ``pipeline.run_digest``. A sync that fails (a bad entry, or a database conflict such as another
+  process syncing the same subscriber at the same moment) is logged and the run goes on; the next run
+  syncs again. SMTP unreachable: the run is recorded as failed and the admin alerted (at most once per
+  problem per day). A run that another process holds is logged, not an error (the run row is the lock:
+  two ``serve`` processes on one database send every digest once).
+- Same-day retry: every ``scheduler.RETRY_EVERY`` (10 minutes), when today's run ended ``incomplete``,
+  ``failed`` or ``interrupted`` and no run is in progress in this process, the run is started again
+  (``run_digest`` takes the run row over and resumes it; the row and the conditional claims keep every
+  digest to one copy). A ``done`` run is never retried, and nothing is retried before today's fire time.
 - SIGTERM / SIGINT: the scheduler takes no new work and the web server stops; the run in progress hands
   no new message to the server, the messages already handed over finish, and claimed but unsent ones go
   back to pending (a restart finishes them). After ``SHUTDOWN_GRACE_S`` the run is cancelled outright; a
@@ -23,19 +29,20 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Generator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
 import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from digest import pipeline
 from digest.config import Config
 from digest.errors import DeliveryError, DigestError, RunLockedError
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RunReport
-from digest.scheduler import build_scheduler, missed_run_date, next_fire_time
+from digest.scheduler import RETRY_EVERY, build_scheduler, missed_run_date, next_fire_time
 from digest.store import outbox
 from digest.store.tables import run
 from digest.web import create_app
@@ -165,12 +172,24 @@ def release_runs(engine: sa.Engine, owner: str, now: datetime, reason: str) -> i
 
 
 class DigestService:
-    """Runs digests one at a time; knows how to stop them gracefully."""
+    """Runs digests one at a time; knows how to stop them gracefully.
 
-    def __init__(self, config: Config, engine: sa.Engine, *, clock: Clock = utc_now) -> None:
+    ``options`` tunes ``pipeline.run_digest`` (retry pacing; tests shorten it); ``stop`` is always the
+    service's own event.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        engine: sa.Engine,
+        *,
+        clock: Clock = utc_now,
+        options: pipeline.RunOptions | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.clock = clock
+        self.options = options or pipeline.RunOptions()
         self.stop = asyncio.Event()
         self.reports: list[RunReport] = []
         self._lock = asyncio.Lock()
@@ -194,6 +213,10 @@ class DigestService:
                     return None
                 raise
 
+    def busy(self) -> bool:
+        """True while a run is in progress in this process (or waiting for the one in progress)."""
+        return self._lock.locked()
+
     def _finished(self, task: asyncio.Task[RunReport]) -> None:
         if self._current is task:
             self._current = None
@@ -202,9 +225,9 @@ class DigestService:
         started = time.monotonic()
         log.info("run %s starting", run_date, extra={"run_date": run_date.isoformat()})
         try:
-            synced = pipeline.sync_subscribers(self.config, self.engine)
-            _log_sync(synced)
-        except DigestError as exc:
+            sync_subscribers(self.config, self.engine)
+        except (DigestError, sa.exc.SQLAlchemyError) as exc:
+            # The subscribers already in the database still get their digest; the next run syncs again.
             log.error("could not sync the config subscribers: %s", exc)
         try:
             async with SmtpPool(SmtpSettings.from_config(self.config)) as pool:
@@ -214,7 +237,7 @@ class DigestService:
                     run_date,
                     pool,
                     clock=self.clock,
-                    options=pipeline.RunOptions(stop=self.stop),
+                    options=dataclasses.replace(self.options, stop=self.stop),
                 )
         except DeliveryError as exc:
             report = await record_failed_run(
@@ -276,6 +299,36 @@ async def _alert(
         await pipeline.alert_admin(config, engine, _Unreachable(exc), day, problem, detail, clock)
 
 
+def sync_subscribers(config: Config, engine: sa.Engine) -> None:
+    """Sync the config's ``[[subscribers]]`` and log the changes; ConfigError for a bad entry.
+
+    A database conflict (IntegrityError: e.g. another process inserted the same subscriber between our
+    read and our insert) rolls the sync back whole; it is logged and not raised, so it never stops a
+    start or a run: the next run syncs again.
+    """
+    try:
+        result = pipeline.sync_subscribers(config, engine)
+    except sa.exc.IntegrityError as exc:
+        log.warning(
+            "could not sync the config subscribers (database conflict, retried at the next run): %s",
+            str(exc.orig).splitlines()[0] if exc.orig is not None else exc.__class__.__name__,
+        )
+        return
+    _log_sync(result)
+
+
+def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVERY) -> AsyncIOScheduler:
+    """The scheduler of ``serve``: the daily cron and the same-day retry job, both running ``service``."""
+    return build_scheduler(
+        service.config,
+        service.run,
+        clock=service.clock,
+        engine=service.engine,
+        busy=service.busy,
+        retry_every=retry_every,
+    )
+
+
 def _log_sync(result: Any) -> None:
     changes = {
         k: list(getattr(result, k, []))
@@ -325,13 +378,22 @@ def _route_logs() -> None:
         logger.setLevel(level)
 
 
-async def serve(config: Config, *, clock: Clock = utc_now, grace_s: float = SHUTDOWN_GRACE_S) -> int:
-    """The `digest serve` main coroutine; returns the exit code (0 after a signal)."""
+async def serve(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    grace_s: float = SHUTDOWN_GRACE_S,
+    retry_every: timedelta = RETRY_EVERY,
+) -> int:
+    """The `digest serve` main coroutine; returns the exit code (0 after a signal).
+
+    ``retry_every``: how often today's unfinished run is retried (tests shorten it).
+    """
     engine = pipeline.open_store(config)
     # Fail at start, not at 07:00, when a secret is missing.
     config.secret_key()
     SmtpSettings.from_config(config)
-    _log_sync(pipeline.sync_subscribers(config, engine))
+    sync_subscribers(config, engine)
     _route_logs()
 
     mailer = LazyMailer(config)
@@ -348,7 +410,7 @@ async def serve(config: Config, *, clock: Clock = utc_now, grace_s: float = SHUT
             proxy_headers=config.web.trust_proxy,
         )
     )
-    scheduler = build_scheduler(config, service.run, clock=clock)
+    scheduler = make_scheduler(service, retry_every=retry_every)
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:

@@ -19,6 +19,8 @@ from digest.scheduler import (
     make_trigger,
     missed_run_date,
     next_fire_time,
+    retry_run_date,
+    retry_tick,
 )
 from digest.store import outbox
 from digest.store.tables import run
@@ -77,11 +79,14 @@ def test_a_run_inside_the_skipped_hour_still_fires_once_on_the_dst_day(tmp_path:
     ]
 
 
+# The frozen clock starts 1.5 s before the fire: freezegun's start (it patches every loaded module) and a
+# loaded machine can eat a few hundred milliseconds, and a scheduler started after the fire time would
+# wait for the next day's.
 @pytest.mark.parametrize(
     ("frozen", "expected_day", "expected_utc"),
     [
-        ("2026-03-29T04:59:59.6Z", date(2026, 3, 29), datetime(2026, 3, 29, 5, tzinfo=UTC)),
-        ("2026-10-25T05:59:59.6Z", date(2026, 10, 25), datetime(2026, 10, 25, 6, tzinfo=UTC)),
+        ("2026-03-29T04:59:58.5Z", date(2026, 3, 29), datetime(2026, 3, 29, 5, tzinfo=UTC)),
+        ("2026-10-25T05:59:58.5Z", date(2026, 10, 25), datetime(2026, 10, 25, 6, tzinfo=UTC)),
     ],
 )
 async def test_the_scheduler_calls_the_job_at_seven_paris_with_the_paris_date(
@@ -118,7 +123,7 @@ async def test_the_run_date_is_the_configured_zone_s_day_not_utc_s(tmp_path: Pat
         got.append(run_date)
         fired.set()
 
-    with freeze_time("2026-06-14T22:29:59.7Z", tick=True, real_asyncio=True):
+    with freeze_time("2026-06-14T22:29:58.5Z", tick=True, real_asyncio=True):
         scheduler = build_scheduler(config, job)
         scheduler.start()
         try:
@@ -170,3 +175,37 @@ def test_catch_up_uses_the_configured_zone_s_today(tmp_path: Path, sqlite_engine
     config = paris_config(tmp_path, "30 0 * * *")
     # 23:00 UTC on 14 June is 01:00 on 15 June in Paris: the 00:30 run of 15 June was missed.
     assert missed_run_date(config, sqlite_engine, datetime(2026, 6, 14, 23, tzinfo=UTC)) == date(2026, 6, 15)
+
+
+async def test_the_retry_job_takes_up_only_today_s_unfinished_run_after_its_fire_time_and_when_idle(
+    tmp_path: Path, sqlite_engine: sa.Engine
+) -> None:
+    config = paris_config(tmp_path)
+    day = date(2026, 6, 17)
+    before = datetime(2026, 6, 17, 6, 59, tzinfo=PARIS)
+    after = datetime(2026, 6, 17, 9, 30, tzinfo=PARIS)
+    tomorrow = datetime(2026, 6, 18, 6, 0, tzinfo=PARIS)  # before tomorrow's fire: yesterday is not retried
+    called: list[date] = []
+
+    async def job(run_date: date) -> None:
+        called.append(run_date)
+
+    async def tick(now: datetime, *, busy: bool = False) -> date | None:
+        return await retry_tick(config, sqlite_engine, job, busy=lambda: busy, clock=lambda: now)
+
+    assert retry_run_date(config, sqlite_engine, after) is None, "no run row: the cron or catch-up owns it"
+    claim = outbox.claim_run(sqlite_engine, day, after.astimezone(UTC))
+    assert retry_run_date(config, sqlite_engine, after) is None, "running: someone is on it"
+    for status in ("failed", "incomplete", "interrupted"):
+        outbox.finish_run(sqlite_engine, claim.id, status, after.astimezone(UTC))
+        assert retry_run_date(config, sqlite_engine, after) == (day, status)
+        assert retry_run_date(config, sqlite_engine, before) is None
+        assert retry_run_date(config, sqlite_engine, tomorrow) is None
+    assert await tick(after, busy=True) is None, "a run is in progress in this process"
+    assert called == []
+    assert await tick(after) == day
+    assert called == [day]
+    outbox.finish_run(sqlite_engine, claim.id, "done", after.astimezone(UTC))
+    assert retry_run_date(config, sqlite_engine, after) is None
+    assert await tick(after) is None
+    assert called == [day]
