@@ -337,6 +337,11 @@ def _log_sync(result: Any) -> None:
     }
     if changes:
         log.info("config subscribers synced: %s", changes, extra={"sync": changes})
+    for key, why in (("kept_unsubscribed", "unsubscribed themselves"), ("kept_bounced", "bounced")):
+        kept = list(getattr(result, key, None) or [])
+        if kept:
+            # The file lists them but they get no mail: the operator should know, and remove them.
+            log.warning("config subscribers that %s and stay so (remove them from the config): %s", why, kept)
 
 
 class _Server(uvicorn.Server):
