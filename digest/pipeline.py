@@ -525,12 +525,18 @@ async def _deliver(
     paper_cache: dict[str, Paper] = {}
     total = _count_due(engine, run_ids)
     done = 0
+    cursor = 0  # the id of the last row handled in this pass over the outbox
     # One held connection for the many small transactions of the loop (see outbox.Bind).
     with engine.connect() as conn:
         while not opts.stopping:
             now = clock()
-            rows = outbox.due_deliveries(conn, run_ids, now, batch_size)
-            if not rows:
+            rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor)
+            if rows:
+                cursor = rows[-1].id
+            elif cursor:
+                cursor = 0  # end of a pass: start again from the top for retries that came due
+                continue
+            else:
                 due = outbox.next_retry_at(conn, run_ids)
                 if due is None or due - now > opts.in_run_retry_window:
                     return

@@ -233,11 +233,20 @@ class Due:
     subscriber_id: int
     paper_ids: list[str]
     state: str
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
 
 
-def due_deliveries(bind: Bind, run_ids: Sequence[int], now: datetime, limit: int) -> list[Due]:
-    """Up to ``limit`` due rows, oldest first. Reading claims nothing: see ``claim_one``."""
+def due_deliveries(
+    bind: Bind, run_ids: Sequence[int], now: datetime, limit: int, after_id: int = 0
+) -> list[Due]:
+    """Up to ``limit`` due rows with ids above ``after_id``, in id order. Reading claims nothing: see ``claim_one``.
+
+    The delivery loop pages with ``after_id`` so each query starts where the last batch ended instead of
+    stepping over every row already sent (which made a large run quadratic).
+    """
     due = sa.and_(
+        delivery.c.id > after_id,
         delivery.c.run_id.in_(run_ids),
         sa.or_(
             delivery.c.state == DeliveryState.PENDING,
@@ -246,7 +255,13 @@ def due_deliveries(bind: Bind, run_ids: Sequence[int], now: datetime, limit: int
     )
     query = (
         sa.select(
-            delivery.c.id, delivery.c.run_id, delivery.c.subscriber_id, delivery.c.paper_ids, delivery.c.state
+            delivery.c.id,
+            delivery.c.run_id,
+            delivery.c.subscriber_id,
+            delivery.c.paper_ids,
+            delivery.c.state,
+            delivery.c.attempts,
+            delivery.c.first_attempt_at,
         )
         .where(due)
         .order_by(delivery.c.id)
@@ -254,7 +269,15 @@ def due_deliveries(bind: Bind, run_ids: Sequence[int], now: datetime, limit: int
     )
     with _tx(bind) as conn:
         return [
-            Due(r.id, r.run_id, r.subscriber_id, list(r.paper_ids or []), r.state)
+            Due(
+                r.id,
+                r.run_id,
+                r.subscriber_id,
+                list(r.paper_ids or []),
+                r.state,
+                r.attempts,
+                _aware(r.first_attempt_at),
+            )
             for r in conn.execute(query)
         ]
 
@@ -268,18 +291,18 @@ _CLAIM = (
         first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, sa.bindparam("now")),
         updated_at=sa.bindparam("now"),
     )
-    .returning(delivery.c.attempts, delivery.c.first_attempt_at)
 )
 
 
 def claim_one(bind: Bind, row: Due, now: datetime) -> Claimed | None:
     """``pending|retry -> sending`` for one row, conditionally: None when another process got there first."""
     with _tx(bind) as conn:
-        got = conn.execute(_CLAIM, {"row_id": row.id, "seen_state": row.state, "now": now}).first()
-    if got is None:
+        won = conn.execute(_CLAIM, {"row_id": row.id, "seen_state": row.state, "now": now}).rowcount == 1
+    if not won:
         return None
+    # The row was exactly as read (the state matched), so its new values follow from the read ones.
     return Claimed(
-        row.id, row.run_id, row.subscriber_id, row.paper_ids, got.attempts, _aware(got.first_attempt_at)
+        row.id, row.run_id, row.subscriber_id, row.paper_ids, row.attempts + 1, row.first_attempt_at or now
     )
 
 

@@ -103,7 +103,11 @@ class RunRow(SQLModel, table=True):
 
 class DeliveryRow(SQLModel, table=True):
     __tablename__ = "delivery"
-    __table_args__ = (sa.UniqueConstraint("run_id", "subscriber_id", name="uq_delivery_run_subscriber"),)
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "subscriber_id", name="uq_delivery_run_subscriber"),
+        # The delivery loop pages through a run's rows in id order (migration 0002).
+        sa.Index("ix_delivery_run_id_id", "run_id", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(

@@ -36,3 +36,23 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_engine: sa.Engine) -> 
     with sqlite_engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_an_upgrade_from_the_first_release_keeps_every_row(db_url: str) -> None:
+    from alembic import command
+
+    engine = db.create_engine(db_url)
+    cfg = db._alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO run (run_date, status, started_at, papers_fetched) VALUES ('2026-01-01', 'done', '2026-01-01 07:00:00+00', 3)"
+        )
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision() != "0001"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT papers_fetched FROM run").scalar() == 3
+    assert "ix_delivery_run_id_id" in {i["name"] for i in sa.inspect(engine).get_indexes("delivery")}
+    engine.dispose()
