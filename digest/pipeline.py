@@ -45,6 +45,8 @@ from digest.store.subscribers import (
     add_subscriber,
     find_subscriber,
     record_confirmation_sent,
+    release_confirmation_claim,
+    set_rules,
     set_status,
     sync_config_subscribers,
 )
@@ -780,26 +782,49 @@ async def admin_subscribe(
     name: str | None = None,
     confirmed: bool = False,
 ) -> Subscriber:
-    """Add a subscriber from the command line; without ``confirmed`` a confirmation mail is sent."""
+    """Add a subscriber from the command line; without ``confirmed`` a confirmation mail is sent.
+
+    An address already pending gets its rules replaced (and the mail again, at most once an hour); an active or
+    paused one gets its rules replaced; ``confirmed`` also activates a pending or bounced address. An address
+    that unsubscribed is refused: only its owner can come back (on the web page).
+    """
     now = utc_now()
-    status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
-    sub = add_subscriber(engine, email, rules, now=now, name=name, status=status)
-    if not confirmed and record_confirmation_sent(engine, sub.id, now):
-        rendered = render_confirmation(config, config.secret_key(), sub)
-        message = build_message(
-            rendered,
-            sender=config.smtp.from_,
-            recipient=sub.email,
-            list_id=config.digest.list_id,
-            unsubscribe_url=unsubscribe_url(config, config.secret_key(), sub),
-            date=now,
+    sub = find_subscriber(engine, email)
+    if sub is None:
+        status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
+        sub = add_subscriber(engine, email, rules, now=now, name=name, status=status)
+    elif sub.status == SubscriberStatus.UNSUBSCRIBED:
+        raise SubscriberError(f"{sub.email} unsubscribed; only they can subscribe again (on the web page)")
+    else:
+        sub = set_rules(engine, sub.id, rules, now=now)
+        if confirmed and sub.status in (SubscriberStatus.PENDING, SubscriberStatus.BOUNCED):
+            sub = set_status(engine, sub.id, SubscriberStatus.ACTIVE, now=now)
+    if sub.status != SubscriberStatus.PENDING:
+        return sub
+    if not record_confirmation_sent(engine, sub.id, now):
+        raise SubscriberError(
+            f"{sub.email}: a confirmation mail went out less than an hour ago; try again later"
         )
+    rendered = render_confirmation(config, config.secret_key(), sub)
+    message = build_message(
+        rendered,
+        sender=config.smtp.from_,
+        recipient=sub.email,
+        list_id=config.digest.list_id,
+        unsubscribe_url=unsubscribe_url(config, config.secret_key(), sub),
+        date=now,
+    )
+    try:
         async with SmtpPool(SmtpSettings.from_config(config)) as pool:
             outcome = await pool.send(parseaddr(config.smtp.from_)[1], sub.email, message)
-        if outcome.status != "sent":
-            raise SubscriberError(
-                f"{sub.email}: the confirmation mail was refused: {outcome.code} {outcome.reply}"
-            )
+    except DeliveryError:
+        release_confirmation_claim(engine, sub.id)  # nothing went out: a retry must not wait an hour
+        raise
+    if outcome.status != "sent":
+        release_confirmation_claim(engine, sub.id)
+        raise SubscriberError(
+            f"{sub.email}: the confirmation mail was refused: {outcome.code} {outcome.reply}"
+        )
     return sub
 
 

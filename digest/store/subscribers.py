@@ -548,6 +548,16 @@ def record_confirmation_sent(engine: sa.Engine, subscriber_id: int, now: datetim
         return result.rowcount == 1
 
 
+def release_confirmation_claim(engine: sa.Engine, subscriber_id: int) -> None:
+    """Undo ``record_confirmation_sent`` when the mail could not be sent, so a retry is not locked out."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(subscriber)
+            .where(subscriber.c.id == subscriber_id)
+            .values(last_confirmation_sent_at=None)
+        )
+
+
 def sync_config_subscribers(
     engine: sa.Engine, entries: Sequence[SubscriberEntry], now: datetime
 ) -> SyncResult:

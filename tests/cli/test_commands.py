@@ -284,3 +284,28 @@ def test_scraped_titles_are_printed_as_text_not_markup(workspace: Path, hf: Snap
     result = digest("fetch", "--date", day.isoformat(), cwd=workspace)
     assert result.returncode == 0, result.stderr
     assert "Odd [/i] title [bold]kept" in " ".join(result.stdout.split())
+
+
+def test_subscribe_without_confirmed_mails_a_confirmation_and_a_failed_mail_can_be_retried_at_once(
+    workspace: Path, hf: SnapshotServer, smtp_server: Any
+) -> None:
+    server = smtp_server()
+    point_at(workspace, hf.base_url, server)
+    server.script("RCPT", "451 4.3.0 try later")
+    failed = digest("subscribe", "ada@example.org", "--rule", "agent*", cwd=workspace)
+    assert failed.returncode == 1 and "confirmation mail was refused" in failed.stderr
+    retried = digest("subscribe", "ada@example.org", "--rule", "agent*", "--rule", "diffusion", cwd=workspace)
+    assert retried.returncode == 0, retried.stderr
+    (mail,) = [m for m in server.messages if "ada@example.org" in m.recipients]
+    assert (
+        "/confirm/" in mail.data.decode("ascii", "replace")
+        or "confirm" in str(mail.message["Subject"]).lower()
+    )
+    listed = json.loads(digest("subscribers", "--json", cwd=workspace).stdout)
+    assert listed[0]["status"] == "pending" and listed[0]["rules"] == ["agent*", "diffusion"]
+    confirmed = digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace)
+    assert confirmed.returncode == 0
+    assert json.loads(digest("subscribers", "--json", cwd=workspace).stdout)[0]["status"] == "active"
+    assert digest("unsubscribe", "ada@example.org", cwd=workspace).returncode == 0
+    again = digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace)
+    assert again.returncode == 1 and "only they can subscribe again" in again.stderr
