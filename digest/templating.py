@@ -13,7 +13,9 @@ def safe_url(value: object) -> str:
     if not isinstance(value, str):
         return ""
     url = value.strip()
-    if any(c in url for c in "\r\n\0\t ") or any(ord(c) < 32 for c in url):
+    # isprintable() is False for every control character (CR, LF, NUL, tab, DEL, C1) and for Unicode
+    # line/paragraph separators; one C-level scan instead of a Python loop per character.
+    if not url.isprintable() or " " in url:
         return ""
     try:
         parts = urlsplit(url)
