@@ -12,6 +12,12 @@ from digest.store.subscribers import _rules_by_subscriber, _to_subscriber
 from digest.store.tables import paper, subscriber
 
 _PAPER_COLUMNS = [c for c in paper.c if c.name not in ("first_seen_at", "last_seen_at")]
+# Only what a Subscriber carries: the consent record (JSON) and timestamps cost a parse per row for nothing.
+_SUBSCRIBER_COLUMNS = [
+    subscriber.c[name]
+    for name in ("id", "email", "name", "status", "cadence", "weekday", "managed_by_config", "token_version")
+]
+_SUBSCRIBERS = sa.select(*_SUBSCRIBER_COLUMNS).where(subscriber.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def papers_by_ids(engine: sa.Engine, ids: Sequence[str]) -> list[Paper]:
@@ -32,7 +38,7 @@ def subscribers_by_ids(engine: sa.Engine, ids: Sequence[int]) -> dict[int, Subsc
     if not ids:
         return {}
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(subscriber).where(subscriber.c.id.in_(list(ids)))).all()
+        rows = conn.execute(_SUBSCRIBERS, {"ids": list(ids)}).all()
         rules = _rules_by_subscriber(conn, [r.id for r in rows])
     return {r.id: _to_subscriber(r, rules.get(r.id, [])) for r in rows}
 

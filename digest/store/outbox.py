@@ -245,28 +245,7 @@ def due_deliveries(
     The delivery loop pages with ``after_id`` so each query starts where the last batch ended instead of
     stepping over every row already sent (which made a large run quadratic).
     """
-    due = sa.and_(
-        delivery.c.id > after_id,
-        delivery.c.run_id.in_(run_ids),
-        sa.or_(
-            delivery.c.state == DeliveryState.PENDING,
-            sa.and_(delivery.c.state == DeliveryState.RETRY, delivery.c.next_attempt_at <= now),
-        ),
-    )
-    query = (
-        sa.select(
-            delivery.c.id,
-            delivery.c.run_id,
-            delivery.c.subscriber_id,
-            delivery.c.paper_ids,
-            delivery.c.state,
-            delivery.c.attempts,
-            delivery.c.first_attempt_at,
-        )
-        .where(due)
-        .order_by(delivery.c.id)
-        .limit(limit)
-    )
+    params = {"after": after_id, "runs": list(run_ids), "now": now, "limit": limit}
     with _tx(bind) as conn:
         return [
             Due(
@@ -278,8 +257,34 @@ def due_deliveries(
                 r.attempts,
                 _aware(r.first_attempt_at),
             )
-            for r in conn.execute(query)
+            for r in conn.execute(_DUE, params)
         ]
+
+
+# Prebuilt with expanding parameters: it runs for every batch.
+_DUE = (
+    sa.select(
+        delivery.c.id,
+        delivery.c.run_id,
+        delivery.c.subscriber_id,
+        delivery.c.paper_ids,
+        delivery.c.state,
+        delivery.c.attempts,
+        delivery.c.first_attempt_at,
+    )
+    .where(
+        delivery.c.id > sa.bindparam("after"),
+        delivery.c.run_id.in_(sa.bindparam("runs", expanding=True)),
+        sa.or_(
+            delivery.c.state == DeliveryState.PENDING,
+            sa.and_(
+                delivery.c.state == DeliveryState.RETRY, delivery.c.next_attempt_at <= sa.bindparam("now")
+            ),
+        ),
+    )
+    .order_by(delivery.c.id)
+    .limit(sa.bindparam("limit"))
+)
 
 
 _CLAIM = (

@@ -176,13 +176,18 @@ def delivered_ids(
         return result
     subs = list(result)
     pids = list(dict.fromkeys(paper_ids))
-    dp = delivered_paper.c
     with engine.connect() as conn:
         for sub_chunk in _chunks(subs, ID_CHUNK):
             for pid_chunk in _chunks(pids, ID_CHUNK):
-                query = sa.select(dp.subscriber_id, dp.paper_id).where(
-                    dp.subscriber_id.in_(sub_chunk), dp.paper_id.in_(pid_chunk)
-                )
-                for sub_id, paper_id in conn.execute(query):
+                rows = conn.execute(_DELIVERED, {"subs": list(sub_chunk), "pids": list(pid_chunk)})
+                for sub_id, paper_id in rows:
                     result[sub_id].add(paper_id)
     return result
+
+
+# Built once with expanding parameters: called for every delivery batch, and building a fresh IN (...)
+# statement costs more than running it.
+_DELIVERED = sa.select(delivered_paper.c.subscriber_id, delivered_paper.c.paper_id).where(
+    delivered_paper.c.subscriber_id.in_(sa.bindparam("subs", expanding=True)),
+    delivered_paper.c.paper_id.in_(sa.bindparam("pids", expanding=True)),
+)

@@ -137,15 +137,20 @@ def _weekday(value: int) -> int:
     return value
 
 
+_RULES_BASE = sa.select(rule.c.subscriber_id, rule.c.name, rule.c.query).order_by(
+    rule.c.subscriber_id, rule.c.position, rule.c.id
+)
+_RULES_OF = _RULES_BASE.where(rule.c.subscriber_id.in_(sa.bindparam("ids", expanding=True)))
+
+
 def _rules_by_subscriber(conn: sa.Connection, ids: sa.Select[Any] | Sequence[int]) -> dict[int, list[Rule]]:
     """Every rule of the given subscribers, in one query."""
-    query = (
-        sa.select(rule.c.subscriber_id, rule.c.name, rule.c.query)
-        .where(rule.c.subscriber_id.in_(ids))
-        .order_by(rule.c.subscriber_id, rule.c.position, rule.c.id)
-    )
+    if isinstance(ids, sa.Select):
+        rows = conn.execute(_RULES_BASE.where(rule.c.subscriber_id.in_(ids)))
+    else:  # a list of ids: the prebuilt statement (this runs for every delivery batch)
+        rows = conn.execute(_RULES_OF, {"ids": list(ids)})
     out: dict[int, list[Rule]] = defaultdict(list)
-    for sid, name, query_text in conn.execute(query):
+    for sid, name, query_text in rows:
         out[sid].append(Rule(query=query_text, name=name or ""))
     return out
 
