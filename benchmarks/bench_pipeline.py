@@ -123,6 +123,9 @@ def main() -> int:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--pool", type=int, default=4)
     parser.add_argument("--postgres", action="store_true", help="use $DIGEST_TEST_PG_URL instead of SQLite")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds of ours and raw; best of each"
+    )
     args = parser.parse_args()
     n = 500 if args.quick else args.subscribers
     with tempfile.TemporaryDirectory() as tmp, SnapshotServer(DATA) as hf, SinkProcess(fast=True) as sink:
@@ -153,33 +156,47 @@ def main() -> int:
         engine = fresh_database(url("cpu"), n)
         _, own_cpu, own_sent = asyncio.run(ours(engine, NullTransport()))
         engine.dispose()
-        # 2. Throughput against the sink in another process, then raw aiosmtplib on the same sink.
-        engine = fresh_database(config.database_url, n)
-        wall, cpu, sent = asyncio.run(ours(engine, SmtpPool(SmtpSettings.from_config(config))))
-        from digest.store.tables import delivery
+        # 2. Throughput against the sink in another process, alternating with raw aiosmtplib sending the same
+        #    number of real digests, prebuilt, over the same number of reused connections to the same sink.
+        #    Best of the rounds for both (the machine is shared; the best is the least disturbed).
+        walls: list[float] = []
+        raw_walls: list[float] = []
+        cpu = 0.0
+        sent = size = avg = 0
+        for round_ in range(args.rounds):
+            name = f"bench{round_}"
+            engine = fresh_database(config.database_url.replace("bench.db", f"{name}.db"), n)
+            wall, cpu_round, sent = asyncio.run(ours(engine, SmtpPool(SmtpSettings.from_config(config))))
+            walls.append(wall)
+            cpu = cpu_round if not cpu else min(cpu, cpu_round)
+            from digest.store.tables import delivery
 
-        with engine.connect() as conn:
-            size = conn.execute(sa.select(sa.func.count()).where(delivery.c.state == "sent")).scalar()
-        # Raw: the same number of real digests, prebuilt (one per rule, cycled), over the same connections.
-        papers = load_papers(engine, DAY, DAY)
-        composer = Composer.for_config(config)
-        samples = []
-        for i, query in enumerate(RULES):
-            sub = Subscriber(id=i + 1, email=f"reader{i:06d}@example.org", rules=(Rule(query),))
-            mail = composer.compose(sub, papers, DAY, datetime.now(UTC))
-            if mail is not None:
-                samples.append(mail.message)
-        prebuilt = [samples[i % len(samples)] for i in range(sent)]
-        avg = sum(len(m) for m in samples) // len(samples)
-        raw_wall = asyncio.run(raw_send(sink.host, sink.port, args.pool, prebuilt))
-        engine.dispose()
+            with engine.connect() as conn:
+                size = int(
+                    conn.execute(sa.select(sa.func.count()).where(delivery.c.state == "sent")).scalar() or 0
+                )
+            papers = load_papers(engine, DAY, DAY)
+            composer = Composer.for_config(config)
+            samples = []
+            for i, query in enumerate(RULES):
+                sub = Subscriber(id=i + 1, email=f"reader{i:06d}@example.org", rules=(Rule(query),))
+                mail = composer.compose(sub, papers, DAY, datetime.now(UTC))
+                if mail is not None:
+                    samples.append(mail.message)
+            prebuilt = [samples[i % len(samples)] for i in range(sent)]
+            avg = sum(len(m) for m in samples) // len(samples)
+            raw_walls.append(asyncio.run(raw_send(sink.host, sink.port, args.pool, prebuilt)))
+            engine.dispose()
+        wall, raw_wall = min(walls), min(raw_walls)
     ours_rate = sent / wall if wall else 0.0
     raw_rate = sent / raw_wall if raw_wall else 0.0
     print(f"average digest size: {avg // 1024} KB; {'PostgreSQL' if args.postgres else 'SQLite'}")
     print(
         f"pipeline: {sent} digests to {n} subscribers ({size} recorded sent) in {wall:.2f} s = {ours_rate:,.0f} msg/s"
     )
-    print(f"raw aiosmtplib, same sink, {args.pool} reused connections: {raw_rate:,.0f} msg/s")
+    print(
+        f"raw aiosmtplib, same sink, {args.pool} reused connections: {raw_rate:,.0f} msg/s (best of {args.rounds})"
+    )
     print(f"ratio ours/raw: {ours_rate / raw_rate:.2f} (target >= 0.7)" if raw_rate else "ratio: n/a")
     print(
         f"CPU per message, render + MIME + bookkeeping (plan, claim, record): {own_cpu / max(own_sent, 1) * 1000:.3f} ms"
