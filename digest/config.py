@@ -71,9 +71,13 @@ class ScheduleConfig(_Section):
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            CronTrigger.from_crontab(v, timezone="UTC")
+            trigger = CronTrigger.from_crontab(crontab_for_apscheduler(v), timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
+        from datetime import UTC, datetime
+
+        if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+            raise ValueError(f"the cron expression {v!r} never fires")
         return v
 
     @property
@@ -194,8 +198,13 @@ class DigestConfig(_Section):
         if v is None:
             return None
         address = v[len("mailto:") :] if v.lower().startswith("mailto:") else v
-        if not _PLAIN_ADDRESS.fullmatch(address.split("?", 1)[0]):
-            raise ValueError(f"expected an address like 'unsubscribe@example.org', got {v!r}")
+        # The whole value goes into the List-Unsubscribe header: printable ASCII, no spaces or brackets.
+        if not _PLAIN_ADDRESS.fullmatch(address.split("?", 1)[0]) or not re.fullmatch(
+            r"[\x21-\x3b=\x3f-\x7e]+", address
+        ):
+            raise ValueError(
+                f"expected an address like 'unsubscribe@example.org' (a ?subject= must be URL-encoded), got {v!r}"
+            )
         return "mailto:" + address
 
     @model_validator(mode="after")
@@ -292,8 +301,50 @@ _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[
 
 
 def _redact_url(url: str) -> str:
-    """The URL with any password replaced, for error messages."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """The URL with any password replaced, for error messages (passwords may hold '/' or '@')."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def crontab_for_apscheduler(expr: str) -> str:
+    """A standard crontab line as APScheduler 3 reads it: numeric weekdays become names.
+
+    APScheduler numbers weekdays from 0 = Monday while cron uses 0 (or 7) = Sunday, so "0 7 * * 1" would
+    fire on Tuesdays. Names mean the same to both.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        return expr
+
+    def item(part: str) -> str:
+        value, _, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if value == "*":
+            low, high = 0, 6
+        elif value.isdigit():
+            low = high = int(value)
+            if step is not None:  # "1/2": from 1 to the end of the week
+                high = 6
+        elif "-" in value and all(x.isdigit() for x in value.split("-", 1)):
+            low, high = (int(x) for x in value.split("-", 1))
+        else:
+            return part  # names (mon-fri) or something APScheduler will judge
+        if step is None and value == "*":
+            return part
+        if not (0 <= low <= 7 and 0 <= high <= 7 and low <= high):
+            return part
+        days = sorted({_CRON_DAYS[d] for d in range(low, high + 1, step or 1)}, key=_CRON_DAYS.index)
+        return ",".join(days)
+
+    fields[4] = ",".join(item(p) for p in fields[4].split(","))
+    return " ".join(fields)
 
 
 def is_loopback(host: str) -> bool:

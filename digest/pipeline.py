@@ -323,6 +323,13 @@ async def _run_claimed(
 ) -> RunReport:
     now = clock()
     composer = Composer.for_config(config)
+    # Give up on work past the retry deadline first: its papers are then free for today's plan.
+    deadline = clock() - timedelta(hours=config.smtp.retry_hours)
+    expired = outbox.expire_retries(engine, deadline, clock())
+    if expired:
+        report.problems.append(
+            f"{expired} earlier deliveries gave up after {config.smtp.retry_hours} hours of retries"
+        )
     if not claim.planned:
         try:
             papers = await fetch_and_store(
@@ -348,12 +355,6 @@ async def _run_claimed(
     else:
         report.papers_fetched = _papers_fetched(engine, claim.id)
 
-    deadline = clock() - timedelta(hours=config.smtp.retry_hours)
-    expired = outbox.expire_retries(engine, deadline, clock())
-    if expired:
-        report.problems.append(
-            f"{expired} earlier deliveries gave up after {config.smtp.retry_hours} hours of retries"
-        )
     run_ids = sorted({claim.id, *outbox.retry_runs(engine, deadline)})
     try:
         await _deliver(config, engine, run_ids, run_date, transport, composer, clock, opts, report)
@@ -544,14 +545,14 @@ async def _deliver(
                     return
                 await opts.pause(max(0.0, (due - now).total_seconds()))
                 continue
-            outcomes = await _send_batch(
+            outcomes, settled = await _send_batch(
                 conn, config, engine, rows, run_date, transport, composer, sender, paper_cache, clock, opts
             )
             recorded = outbox.record_outcomes(
                 conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
             )
             report.bounced += len(recorded.bounced)
-            done += sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
+            done += settled + sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
             if opts.progress:
                 opts.progress(min(done, total), total)
 
@@ -583,8 +584,10 @@ async def _send_batch(
     paper_cache: dict[str, Paper],
     clock: Clock,
     opts: RunOptions,
-) -> list[outbox.Outcome]:
+) -> tuple[list[outbox.Outcome], int]:
     """Render the batch, then claim and send each row only as it goes to the server.
+
+    Returns the outcomes to record, and how many rows were settled at once (skipped, failed to render).
 
     A row moves to ``sending`` right before its message is handed to the transport (at most pool_size at a
     time), so a process killed at any moment leaves only the messages really in flight as ``sending`` (and
@@ -601,9 +604,12 @@ async def _send_batch(
     outcomes: list[outbox.Outcome] = []
     jobs: list[tuple[outbox.Due, DigestMail]] = []
 
+    settled = 0
+
     def settle(row: outbox.Due, state: DeliveryState, reply: str) -> None:
         # Straight to the final state (conditionally): no mail is involved, so it never passes `sending`.
-        outbox.settle(conn, row, state, reply, now)
+        nonlocal settled
+        settled += outbox.settle(conn, row, state, reply, now)
 
     for row in rows:
         sub = subs.get(row.subscriber_id)
@@ -614,7 +620,11 @@ async def _send_batch(
         try:
             already = sent_before.get(sub.id, set())
             allowed = {p for p in row.paper_ids if p in paper_cache and p not in already}
-            mail = composer.compose_from(sub, matcher, allowed, run_date, now)
+            day = row.run_date or run_date  # a left-over row of an earlier run keeps its own date
+            if not allowed and day != run_date:
+                mail = None  # no "nothing new" mail for a day that is over
+            else:
+                mail = composer.compose_from(sub, matcher, allowed, day, now)
         except Exception as exc:  # one bad paper or template never stops the run
             log.exception("could not render the digest for subscriber %d", row.subscriber_id)
             settle(row, DeliveryState.FAILED, f"render failed: {type(exc).__name__}: {exc}")
@@ -665,7 +675,7 @@ async def _send_batch(
     if fatal:
         outbox.record_outcomes(conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit)
         raise fatal[0]
-    return outcomes
+    return outcomes, settled
 
 
 def _record_cancelled(
@@ -795,16 +805,30 @@ async def admin_subscribe(
         sub = add_subscriber(engine, email, rules, now=now, name=name, status=status)
     elif sub.status == SubscriberStatus.UNSUBSCRIBED:
         raise SubscriberError(f"{sub.email} unsubscribed; only they can subscribe again (on the web page)")
+    elif sub.status == SubscriberStatus.PENDING and not confirmed:
+        # The hourly slot is claimed before anything changes: a refused command leaves the subscription as
+        # it was. New rules bump the link version: the earlier mail's link confirmed the earlier rules.
+        if not record_confirmation_sent(engine, sub.id, now):
+            raise SubscriberError(
+                f"{sub.email}: a confirmation mail went out less than an hour ago; try again later"
+            )
+        return await _mail_confirmation(config, engine, set_rules(engine, sub.id, rules, now=now), now)
     else:
         sub = set_rules(engine, sub.id, rules, now=now)
         if confirmed and sub.status in (SubscriberStatus.PENDING, SubscriberStatus.BOUNCED):
             sub = set_status(engine, sub.id, SubscriberStatus.ACTIVE, now=now)
+        return sub
     if sub.status != SubscriberStatus.PENDING:
         return sub
     if not record_confirmation_sent(engine, sub.id, now):
         raise SubscriberError(
             f"{sub.email}: a confirmation mail went out less than an hour ago; try again later"
         )
+    return await _mail_confirmation(config, engine, sub, now)
+
+
+async def _mail_confirmation(config: Config, engine: sa.Engine, sub: Subscriber, now: datetime) -> Subscriber:
+    """Send the confirmation mail whose hourly slot was just claimed; give the slot back if nothing went out."""
     rendered = render_confirmation(config, config.secret_key(), sub)
     message = build_message(
         rendered,
@@ -820,6 +844,8 @@ async def admin_subscribe(
     except DeliveryError:
         release_confirmation_claim(engine, sub.id)  # nothing went out: a retry must not wait an hour
         raise
+    if outcome.status == "uncertain":  # it may have arrived: the hourly slot stays taken
+        raise SubscriberError(f"{sub.email}: the connection dropped while sending the confirmation mail")
     if outcome.status != "sent":
         release_confirmation_claim(engine, sub.id)
         raise SubscriberError(

@@ -23,8 +23,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest.config import Config
+from digest.config import Config, crontab_for_apscheduler
 from digest.errors import ConfigError
+from digest.store.outbox import STALE_AFTER
 from digest.store.tables import run
 
 log = logging.getLogger("digest.scheduler")
@@ -56,7 +57,9 @@ def utc_now() -> datetime:
 def make_trigger(config: Config) -> CronTrigger:
     """The CronTrigger of ``[schedule] cron`` in ``[schedule] timezone``; ConfigError when it is invalid."""
     try:
-        return CronTrigger.from_crontab(config.schedule.cron, timezone=ZoneInfo(config.schedule.timezone))
+        return CronTrigger.from_crontab(
+            crontab_for_apscheduler(config.schedule.cron), timezone=ZoneInfo(config.schedule.timezone)
+        )
     except ValueError as exc:
         raise ConfigError([f"{config.path}: schedule.cron: {exc} (got {config.schedule.cron!r})"]) from None
 
@@ -215,11 +218,19 @@ def retry_run_date(config: Config, engine: sa.Engine, now: datetime) -> tuple[da
     day = todays_run_date(config, now)
     if day is None:
         return None
-    status = run_status(engine, day)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(run.c.status, run.c.heartbeat_at).where(run.c.run_date == day)).first()
+    if row is None:
+        return None
+    status, beat = row
+    if status == "running" and beat is not None:
+        # A process that died holding the run stops beating: its run is retried too (run_digest recovers it).
+        beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
+        if now - beat >= STALE_AFTER:
+            return day, "abandoned"
     if status not in RETRYABLE:
         return None
-    assert status is not None
-    return day, status
+    return day, str(status)
 
 
 def missed_run_date(config: Config, engine: sa.Engine, now: datetime) -> date | None:

@@ -45,6 +45,10 @@ def read_token(secret: str, purpose: Purpose, token: str, *, max_age: int | None
     except (BadSignature, UnicodeError):
         raise TokenError("this link is not valid") from None
     sid, _, version = value.partition(".")
-    if not (sid.isdigit() and version.isdigit() and sid.isascii() and version.isascii()):
+    # Bounded: a number too large for the database's integer must be a 4xx, not a crash.
+    if (
+        not (sid.isdigit() and version.isdigit() and sid.isascii() and version.isascii())
+        or max(len(sid), len(version)) > 15
+    ):
         raise TokenError("this link is not valid")
     return int(sid), int(version)

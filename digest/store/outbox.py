@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,17 +44,27 @@ def _tx(bind: Bind) -> Iterator[sa.Connection]:
 STALE_AFTER = timedelta(minutes=3)
 
 
+_NONCE = uuid.uuid4().hex[:8]
+
+
 def this_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:nonce``: the nonce tells a restarted process (same host name, same pid, e.g. pid 1 in a
+    container) from the one that died holding a run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_NONCE}"
 
 
 def _owner_alive(owner: str | None) -> bool:
     """False when the owner is a process on this host that no longer exists."""
     if not owner or ":" not in owner:
         return False
-    host, _, pid = owner.rpartition(":")
+    parts = owner.rsplit(":", 2)
+    if len(parts) == 3 and not parts[1].isdigit():  # a host name with a colon, no nonce
+        parts = owner.rsplit(":", 1)
+    host, pid = parts[0], parts[1]
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine: only the heartbeat can tell
+    if int(pid) == os.getpid():
+        return owner == this_owner()  # our pid, but an earlier process's nonce: that one is gone
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -171,8 +182,8 @@ def finish_run(
     if report is not None:
         values["report"] = report
     query = run.update().where(run.c.id == run_id)
-    if owner is not None:
-        query = query.where(run.c.owner == owner)
+    if owner is not None:  # only while this process still holds the run
+        query = query.where(run.c.owner == owner, run.c.status == "running")
     with engine.begin() as conn:
         return bool(conn.execute(query.values(**values)).rowcount)
 
@@ -235,6 +246,7 @@ class Due:
     state: str
     attempts: int = 0
     first_attempt_at: datetime | None = None
+    run_date: date | None = None  # the date of the digest this row belongs to
 
 
 def due_deliveries(
@@ -256,6 +268,7 @@ def due_deliveries(
                 r.state,
                 r.attempts,
                 _aware(r.first_attempt_at),
+                r.run_date,
             )
             for r in conn.execute(_DUE, params)
         ]
@@ -271,7 +284,9 @@ _DUE = (
         delivery.c.state,
         delivery.c.attempts,
         delivery.c.first_attempt_at,
+        run.c.run_date,
     )
+    .join(run, run.c.id == delivery.c.run_id)
     .where(
         delivery.c.id > sa.bindparam("after"),
         delivery.c.run_id.in_(sa.bindparam("runs", expanding=True)),
@@ -289,7 +304,13 @@ _DUE = (
 
 _CLAIM = (
     delivery.update()
-    .where(delivery.c.id == sa.bindparam("row_id"), delivery.c.state == sa.bindparam("seen_state"))
+    .where(
+        delivery.c.id == sa.bindparam("row_id"),
+        delivery.c.state == sa.bindparam("seen_state"),
+        # The attempt count too: a row another process claimed and put back in `retry` since we read it
+        # must not be sent again now (its backoff) nor with a stale count.
+        delivery.c.attempts == sa.bindparam("seen_attempts"),
+    )
     .values(
         state=DeliveryState.SENDING,
         attempts=delivery.c.attempts + 1,
@@ -302,7 +323,8 @@ _CLAIM = (
 def claim_one(bind: Bind, row: Due, now: datetime) -> Claimed | None:
     """``pending|retry -> sending`` for one row, conditionally: None when another process got there first."""
     with _tx(bind) as conn:
-        won = conn.execute(_CLAIM, {"row_id": row.id, "seen_state": row.state, "now": now}).rowcount == 1
+        params = {"row_id": row.id, "seen_state": row.state, "seen_attempts": row.attempts, "now": now}
+        won = conn.execute(_CLAIM, params).rowcount == 1
     if not won:
         return None
     # The row was exactly as read (the state matched), so its new values follow from the read ones.
@@ -480,8 +502,10 @@ def expire_retries(engine: sa.Engine, before: datetime, now: datetime) -> int:
     return int(retried) + int(stale)
 
 
-#: A row in ``sending`` this long is no longer in anybody's hands (a send takes seconds; see smtp.timeout_s).
-SENDING_ABANDONED_AFTER = timedelta(minutes=15)
+#: A row in ``sending`` this long is no longer in anybody's hands. Rows of a dead process's own run are
+#: recovered at once (recover_abandoned); this sweep only catches rows of older runs it was retrying, so it
+#: can wait far longer than any batch takes, even at a slow rate limit.
+SENDING_ABANDONED_AFTER = timedelta(hours=6)
 
 
 def recover_abandoned(engine: sa.Engine, now: datetime, owner: str) -> int:
@@ -532,7 +556,11 @@ def settle(bind: Bind, row: Due, state: DeliveryState, reply: str, now: datetime
         return bool(
             conn.execute(
                 delivery.update()
-                .where(delivery.c.id == row.id, delivery.c.state == row.state)
+                .where(
+                    delivery.c.id == row.id,
+                    delivery.c.state == row.state,
+                    delivery.c.attempts == row.attempts,
+                )
                 .values(state=state, last_reply=reply[:1000], updated_at=now)
             ).rowcount
         )

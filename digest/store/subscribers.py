@@ -362,13 +362,21 @@ def find_subscriber(engine: sa.Engine, email: str) -> Subscriber | None:
 def set_rules(
     engine: sa.Engine, subscriber_id: int, rules: Sequence[str], *, now: datetime, allow_managed: bool = False
 ) -> Subscriber:
-    """Replace the subscriber's rules (validated: RuleError names the bad one)."""
+    """Replace the subscriber's rules (validated: RuleError names the bad one).
+
+    For a pending subscription whose rules change, ``token_version`` is bumped: a confirmation link mailed
+    before confirms the rules it was sent with, never new ones.
+    """
     queries = _clean_rules(rules)
     with engine.begin() as conn:
-        _require(conn, subscriber_id, allow_managed=allow_managed)
+        current = _require(conn, subscriber_id, allow_managed=allow_managed)
+        changed = [r.query for r in current.rules] != list(queries)
         _replace_rules(conn, subscriber_id, queries)
+        bump = 1 if changed and current.status == SubscriberStatus.PENDING else 0
         conn.execute(
-            sa.update(subscriber).where(subscriber.c.id == subscriber_id).values(updated_at=_utc(now))
+            sa.update(subscriber)
+            .where(subscriber.c.id == subscriber_id)
+            .values(updated_at=_utc(now), token_version=subscriber.c.token_version + bump)
         )
         updated = _load(conn, subscriber.c.id == subscriber_id)
     assert updated is not None

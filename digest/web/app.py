@@ -204,8 +204,12 @@ class _Site:
             log.warning(PROXY_WARNING)
 
     def is_local(self, request: Request) -> bool:
-        """True for a request from this machine that no proxy forwarded (the container's health check)."""
-        if any(name in request.headers for name in _PROXY_HEADERS):
+        """True for a request from this machine that no proxy forwarded (the container's health check).
+
+        Behind a proxy (``trust_proxy``) never: a bare proxy_pass adds no forwarding header, so every public
+        request would look local.
+        """
+        if self.config.web.trust_proxy or any(name in request.headers for name in _PROXY_HEADERS):
             return False
         host = request.client.host if request.client else ""
         try:
@@ -518,6 +522,13 @@ def create_app(
             user_agent=request.headers.get("user-agent", "")[:300] or None,
             form={"email": address, "name": name.strip(), "rules": lines, "page": str(request.url.path)},
         )
+        if site.address_mail_limiter.full(address):
+            # Checked before anything is stored: a fourth form of the day must not swap a pending
+            # subscription's rules (killing the link already mailed) when no new mail can follow.
+            log.info(
+                "an address had %d mails from the form today: nothing changed", MAILS_PER_ADDRESS_PER_DAY
+            )
+            return done
         try:
             sub, outcome = repo.request_subscription(
                 site.engine, address, lines, now=now, name=name or None, consent=consent
@@ -531,7 +542,7 @@ def create_app(
         ):
             log.info("subscriber %s asked again within the hour: no mail", sub.id)
             return done
-        if site.address_mail_limiter.hit(str(sub.id)) is not None:
+        if site.address_mail_limiter.hit(address) is not None:
             log.info(
                 "subscriber %s had %d mails from the form today: no mail", sub.id, MAILS_PER_ADDRESS_PER_DAY
             )

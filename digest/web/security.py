@@ -68,6 +68,13 @@ class SlidingWindowLimiter:
         self._events: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def full(self, key: str) -> bool:
+        """True when ``key`` has used up its events in the window (nothing is counted)."""
+        now = self._clock()
+        with self._lock:
+            events = self._events.get(key)
+            return events is not None and sum(1 for t in events if t > now - self.window_s) >= self.limit
+
     def hit(self, key: str) -> float | None:
         """Count one event for ``key``; None when allowed, else the seconds to wait before the next one."""
         now = self._clock()

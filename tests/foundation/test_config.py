@@ -195,3 +195,34 @@ def test_a_heroku_style_postgres_url_is_accepted(tmp_path: Path) -> None:
 def test_the_web_address_must_be_a_site_root(tmp_path: Path) -> None:
     (line,) = problems(tmp_path, "[web]\nbase_url = 'https://example.org/digest'\n")
     assert "web.base_url: expected the site's root" in line
+
+
+@pytest.mark.parametrize(
+    ("cron", "weekdays"),
+    [
+        ("0 7 * * 1", "mon"),
+        ("0 7 * * 0", "sun"),
+        ("0 7 * * 7", "sun"),
+        ("0 7 * * 1-5", "mon,tue,wed,thu,fri"),
+        ("0 7 * * */2", "sun,tue,thu,sat"),
+    ],
+)
+def test_cron_weekdays_count_from_sunday_as_in_crontab(cron: str, weekdays: str) -> None:
+    from digest.config import crontab_for_apscheduler
+
+    assert crontab_for_apscheduler(cron).split()[4] == weekdays
+
+
+def test_a_cron_that_never_fires_is_refused(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "[schedule]\ncron = '0 7 31 2 *'\n")
+    assert "never fires" in line
+
+
+def test_an_unsubscribe_mailto_that_cannot_go_in_a_header_is_refused(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "[digest]\nunsubscribe_mailto = 'u@example.org?subject=please stop'\n")
+    assert "digest.unsubscribe_mailto" in line
+
+
+def test_a_password_with_slashes_or_at_signs_is_never_echoed(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path, "[database]\nurl = 'mysql://u:p/w@rd@db/x'\n")
+    assert "p/w@rd" not in line and "rd@db" not in line

@@ -209,3 +209,20 @@ async def test_the_retry_job_takes_up_only_today_s_unfinished_run_after_its_fire
     assert retry_run_date(config, sqlite_engine, after) is None
     assert await tick(after) is None
     assert called == [day]
+
+
+def test_the_retry_job_picks_up_todays_run_left_running_by_a_dead_process(tmp_path: Path) -> None:
+    from digest.config import parse_config
+    from digest.scheduler import retry_run_date
+    from digest.store import db
+
+    config = parse_config({"schedule": {"cron": "0 7 * * *"}}, tmp_path / "c.toml")
+    engine = db.open_database(f"sqlite:///{tmp_path / 'd.db'}")
+    started = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+    outbox.claim_run(engine, date(2026, 11, 20), started, owner="elsewhere:1:x")
+    assert retry_run_date(config, engine, started + timedelta(minutes=1)) is None  # alive: its own run
+    assert retry_run_date(config, engine, started + timedelta(minutes=30)) == (
+        date(2026, 11, 20),
+        "abandoned",
+    )
+    engine.dispose()
