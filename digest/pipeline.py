@@ -529,8 +529,9 @@ async def _deliver(
     total = _count_due(engine, run_ids)
     done = 0
     cursor = 0  # the id of the last row handled in this pass over the outbox
-    # One held connection for the many small transactions of the loop (see outbox.Bind).
-    with engine.connect() as conn:
+    # Held connections for the many small transactions of the loop (see outbox.Bind): one for batches,
+    # one in autocommit for the single-statement claims.
+    with engine.connect() as conn, engine.connect().execution_options(isolation_level="AUTOCOMMIT") as claims:
         while not opts.stopping:
             now = clock()
             rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor)
@@ -546,7 +547,18 @@ async def _deliver(
                 await opts.pause(max(0.0, (due - now).total_seconds()))
                 continue
             outcomes, settled = await _send_batch(
-                conn, config, engine, rows, run_date, transport, composer, sender, paper_cache, clock, opts
+                conn,
+                claims,
+                config,
+                engine,
+                rows,
+                run_date,
+                transport,
+                composer,
+                sender,
+                paper_cache,
+                clock,
+                opts,
             )
             recorded = outbox.record_outcomes(
                 conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
@@ -574,6 +586,7 @@ def _count_due(engine: sa.Engine, run_ids: list[int]) -> int:
 
 async def _send_batch(
     conn: sa.Connection,
+    claims: sa.Connection,
     config: Config,
     engine: sa.Engine,
     rows: list[outbox.Due],
@@ -644,7 +657,7 @@ async def _send_batch(
         async with gate:
             if opts.stopping or fatal:
                 return None
-            claimed = outbox.claim_one(conn, row, clock())
+            claimed = outbox.claim_one(claims, row, clock())
             if claimed is None:
                 return None  # another process claimed it first
             handed[row.id] = claimed

@@ -48,6 +48,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return  # each statement is its own transaction (see outbox.claim_one)
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
