@@ -349,8 +349,9 @@ async def _run_claimed(
                 started,
             )
         report.papers_fetched = len(papers)
-        plan = plan_run(config, engine, run_date)
-        outbox.write_plan(engine, claim.id, plan, clock(), skip_empty=config.schedule.skip_empty)
+        with outbox.planning_lock(engine):  # another date's plan must see these rows, and we theirs
+            plan = plan_run(config, engine, run_date)
+            outbox.write_plan(engine, claim.id, plan, clock(), skip_empty=config.schedule.skip_empty)
         log.info("planned %d deliveries for %s", sum(1 for p in plan if p.paper_ids), run_date)
     else:
         report.papers_fetched = _papers_fetched(engine, claim.id)

@@ -640,3 +640,38 @@ def in_flight_papers(engine: sa.Engine, subscriber_ids: Sequence[int]) -> dict[i
             for sid, ids in rows:
                 out.setdefault(sid, set()).update(ids or [])
     return out
+
+
+#: The key of the PostgreSQL advisory lock that serialises planning (any constant, unique to this app).
+PLANNING_LOCK_KEY = 0x50_44_69_67  # "PDig"
+
+
+@contextmanager
+def planning_lock(engine: sa.Engine) -> Iterator[None]:
+    """Serialise planning across processes and run dates.
+
+    A plan reads what each subscriber has been sent or promised and then writes its outbox rows; two runs
+    for different dates planning at the same moment would each miss the other's rows and could promise the
+    same paper twice. PostgreSQL: a session advisory lock. SQLite (one machine by nature): an exclusive
+    lock on a file beside the database.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({PLANNING_LOCK_KEY})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({PLANNING_LOCK_KEY})")
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield  # one connection, one process: nothing to serialise
+        return
+    import fcntl
+
+    with open(f"{database}.plan-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

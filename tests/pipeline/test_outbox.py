@@ -43,3 +43,29 @@ def test_a_run_left_by_an_earlier_process_with_our_pid_is_recovered(engine: sa.E
     assert outbox.recover_abandoned(engine, NOW + timedelta(seconds=5), me) == 1
     with engine.connect() as conn:
         assert conn.execute(sa.select(run.c.status)).scalar() == "interrupted"
+
+
+def test_planning_is_serialised_across_processes_and_dates(engine: sa.Engine) -> None:
+    import threading
+    import time
+
+    order: list[str] = []
+    holding = threading.Event()
+
+    def first() -> None:
+        with outbox.planning_lock(engine):
+            holding.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    def second() -> None:
+        holding.wait(5)
+        with outbox.planning_lock(engine):  # another engine would do the same: the lock is outside Python
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == ["first done", "second in"]
