@@ -742,7 +742,7 @@ def _outcome(
     return outbox.Outcome(c, DeliveryState.RETRY, reply, next_attempt_at=min(next_at, deadline))
 
 
-async def dry_run(
+async def dry_run_digest(
     config: Config, engine: sa.Engine, run_date: date, out_dir: Path, *, clock: Clock = utc_now
 ) -> RunReport:
     """Everything but the sending and the bookkeeping: the mails are written to ``out_dir`` as .eml files."""
@@ -908,9 +908,6 @@ def run_from_cli(
         return asyncio.run(dry_run_digest(config, engine, run_date, out_dir))
     sync_subscribers(config, engine)
     return asyncio.run(_run_with_progress(config, engine, run_date, console))
-
-
-dry_run_digest = dry_run
 
 
 async def _run_with_progress(config: Config, engine: sa.Engine, run_date: date, console: Any) -> RunReport:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from digest.models import Paper, Subscriber, SubscriberStatus
+from digest.models import Paper, Subscriber
 from digest.store.papers import paper_from_row
 from digest.store.subscribers import _rules_by_subscriber, _to_subscriber
 from digest.store.tables import paper, subscriber
@@ -41,7 +41,3 @@ def subscribers_by_ids(engine: sa.Engine, ids: Sequence[int]) -> dict[int, Subsc
         rows = conn.execute(_SUBSCRIBERS, {"ids": list(ids)}).all()
         rules = _rules_by_subscriber(conn, [r.id for r in rows])
     return {r.id: _to_subscriber(r, rules.get(r.id, [])) for r in rows}
-
-
-def active_only(subs: dict[int, Subscriber]) -> dict[int, Subscriber]:
-    return {k: s for k, s in subs.items() if s.status == SubscriberStatus.ACTIVE}

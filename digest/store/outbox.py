@@ -608,14 +608,6 @@ def mark_alert_sent(engine: sa.Engine, day: date, problem: str, now: datetime) -
         )
 
 
-def recent_alerts(engine: sa.Engine, since: date) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(alert).where(alert.c.day >= since).order_by(alert.c.created_at.desc())
-        ).mappings()
-        return [dict(r) for r in rows]
-
-
 def retry_backoff(attempts: int, base: float) -> timedelta:
     """Exponential backoff for a temporary failure: base, 2*base, 4*base... capped at 6 hours."""
     return timedelta(seconds=min(base * (2 ** max(0, attempts - 1)), 6 * 3600))

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline_helpers import SECRET
+from pipeline_helpers import SECRET, config_data
 
 from digest.sources.snapshot_server import SnapshotServer
 
@@ -63,22 +63,10 @@ def serve_config(
     tmp_path: Path, *, hf_url: str, smtp_port: int, db_url: str, **sections: Mapping[str, Any]
 ) -> Path:
     """A config.toml for `digest serve` against loopback servers; the web listens on a free port."""
-    data: dict[str, Any] = {
-        "source": {"base_url": hf_url, "lookback_days": 1, "deadline_s": 20},
-        # Every minute, in UTC: the catch-up on start always finds today's run due.
-        "schedule": {"cron": "* * * * *", "timezone": "UTC", "catch_up": True},
-        "database": {"url": db_url},
-        "smtp": {
-            "host": "127.0.0.1",
-            "port": smtp_port,
-            "security": "none",
-            "pool_size": 2,
-            "timeout_s": 5,
-            "from": "Paper Digest <digest@example.org>",
-        },
-        "web": {"base_url": "https://digest.example.org", "host": "127.0.0.1", "port": 0},
-        "digest": {"admin_email": "ops@example.org", "list_id": "test.example.org"},
-    }
+    data = config_data(tmp_path, hf_url=hf_url, smtp_port=smtp_port, db_url=db_url)
+    # Every minute, in UTC: the catch-up on start always finds today's run due.
+    data["schedule"] = {"cron": "* * * * *", "timezone": "UTC", "catch_up": True}
+    data["web"].update(host="127.0.0.1", port=0)  # the web listens on a free port
     for name, values in sections.items():
         if name == "subscribers":
             data["subscribers"] = values

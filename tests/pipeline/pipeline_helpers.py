@@ -23,12 +23,11 @@ NOW = datetime(2026, 8, 21, 7, 0, tzinfo=UTC)
 SECRET = secrets.token_urlsafe(48)
 
 
-def make_config(
-    tmp_path: Path, *, hf_url: str, smtp_port: int, db_url: str | None = None, **sections: dict[str, Any]
-) -> Config:
+def config_data(tmp_path: Path, *, hf_url: str, smtp_port: int, db_url: str | None = None) -> dict[str, Any]:
+    """The config (as TOML data) of a run against loopback servers: the HF snapshot and a test SMTP server."""
     key = tmp_path / "secret_key"
     key.write_text(SECRET)
-    data: dict[str, Any] = {
+    return {
         "source": {"base_url": hf_url, "lookback_days": 1, "deadline_s": 20},
         "database": {"url": db_url or f"sqlite:///{tmp_path / 'digest.db'}"},
         "smtp": {
@@ -43,6 +42,12 @@ def make_config(
         "security": {"secret_key_env": "DIGEST_TEST_UNSET_KEY", "secret_key_file": str(key)},
         "digest": {"admin_email": "ops@example.org", "list_id": "test.example.org"},
     }
+
+
+def make_config(
+    tmp_path: Path, *, hf_url: str, smtp_port: int, db_url: str | None = None, **sections: dict[str, Any]
+) -> Config:
+    data = config_data(tmp_path, hf_url=hf_url, smtp_port=smtp_port, db_url=db_url)
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return parse_config(data, tmp_path / "config.toml")

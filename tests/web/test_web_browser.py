@@ -6,8 +6,6 @@ the manage page, unsubscribe through the mail's link. Screenshots go to test-art
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import threading
 import time
@@ -28,15 +26,6 @@ from digest.web import create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("DIGEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 
 
@@ -84,20 +73,6 @@ def served(papers_engine: sa.Engine, sink: SmtpSink, clock: Clock, tmp_path: Pat
         server.should_exit = True
         thread.join(10)
         sock.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _shot(page: Any, name: str) -> None:
