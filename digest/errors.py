@@ -1,11 +1,29 @@
-"""The DigestError tree.
+"""The DigestError tree, the one place where every error the project raises on purpose is defined.
 
 Every error an operator or a user can fix is a DigestError; its message says what to fix in one line
 (a RuleError adds the rule and a caret line). The CLI turns any DigestError into that message and exit 1;
 anything else is a bug and keeps its traceback.
+
+::
+
+    DigestError            base: the operator or the user can act on it
+    ├── ConfigError        config.toml missing, unreadable or invalid (one ``file: key: problem`` per line)
+    ├── RuleError          a keyword rule does not parse (the rule is quoted with a caret)
+    ├── SourceError        the paper source answered something we cannot trust
+    ├── StoreError         the database cannot be reached or migrated
+    ├── TokenError         a signed link is forged, damaged, expired or replaced (``reason`` says which)
+    ├── DeliveryError      mail could not be handed to the SMTP server (``permanent``, ``code``)
+    ├── SubscriberError    a subscriber operation was refused (bad address, unknown, config-managed)
+    ├── RunLockedError     another process holds the run for this date
+    └── ServeError         ``digest serve`` cannot start (the web address cannot be bound)
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+#: Why a link was refused: the web answers 404 for ``invalid`` and 410 for the others.
+TokenReason = Literal["invalid", "expired", "replaced", "revoked"]
 
 
 class DigestError(Exception):
@@ -55,7 +73,16 @@ class StoreError(DigestError):
 
 
 class TokenError(DigestError):
-    """A signed token is forged, damaged, or expired."""
+    """A signed token is forged, damaged, expired, or no longer valid.
+
+    ``reason`` says which, so callers never parse the message: ``invalid`` (forged, damaged, of another
+    purpose), ``expired``, ``replaced`` (a newer mail carries the link that works), ``revoked`` (the
+    subscriber or its data is gone).
+    """
+
+    def __init__(self, message: str, reason: TokenReason = "invalid") -> None:
+        self.reason: TokenReason = reason
+        super().__init__(message)
 
 
 class DeliveryError(DigestError):
@@ -73,3 +100,7 @@ class SubscriberError(DigestError):
 
 class RunLockedError(DigestError):
     """Another process holds the run for this date."""
+
+
+class ServeError(DigestError):
+    """`digest serve` cannot start (the web address cannot be bound)."""

@@ -38,17 +38,16 @@ from digest.render import DigestContext, render_digest, shown_papers
 from digest.rules import BatchMatcher, parse_rule
 from digest.sources import fetch_days
 from digest.store import db, outbox
+from digest.store.config_sync import sync_config_subscribers
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
 from digest.store.papers import delivered_ids, load_papers, upsert_papers
+from digest.store.signup import record_confirmation_sent, release_confirmation_claim
 from digest.store.subscribers import (
     active_subscribers,
     add_subscriber,
     find_subscriber,
-    record_confirmation_sent,
-    release_confirmation_claim,
     set_rules,
     set_status,
-    sync_config_subscribers,
 )
 
 log = logging.getLogger("digest.pipeline")

@@ -39,7 +39,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from digest import pipeline
 from digest.config import Config
-from digest.errors import DeliveryError, DigestError, RunLockedError
+from digest.errors import DeliveryError, DigestError, RunLockedError, ServeError
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RunReport
 from digest.scheduler import RETRY_EVERY, build_scheduler, missed_run_date, next_fire_time
@@ -55,10 +55,6 @@ Clock = Callable[[], datetime]
 SHUTDOWN_GRACE_S = 5.0
 #: How long uvicorn waits for open HTTP connections when stopping.
 HTTP_GRACE_S = 2
-
-
-class ServeError(DigestError):
-    """`digest serve` cannot start (the web address cannot be bound)."""
 
 
 def utc_now() -> datetime:

@@ -41,7 +41,7 @@ def read_token(secret: str, purpose: Purpose, token: str, *, max_age: int | None
     try:
         value = _signer(secret, purpose).unsign(token, max_age=age).decode("ascii")
     except SignatureExpired:
-        raise TokenError("this link has expired") from None
+        raise TokenError("this link has expired", "expired") from None
     except (BadSignature, UnicodeError):
         raise TokenError("this link is not valid") from None
     sid, _, version = value.partition(".")

@@ -16,6 +16,10 @@ from digest.errors import StoreError
 
 #: The engine type for layers above the store: they type an engine with this and never import sqlalchemy.
 Engine: TypeAlias = sa.Engine
+#: Any error of the database layer (unreachable, locked, a conflict): callers that log and go on catch it.
+DatabaseError: TypeAlias = sa.exc.SQLAlchemyError
+#: A unique key or foreign key refused a write (another process got there first).
+IntegrityError: TypeAlias = sa.exc.IntegrityError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger(__name__)

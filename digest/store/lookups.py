@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from digest.models import Paper, Subscriber
 from digest.store.papers import paper_from_row
-from digest.store.subscribers import _rules_by_subscriber, _to_subscriber
+from digest.store.subscriber_rows import rules_by_subscriber, to_subscriber
 from digest.store.tables import paper, subscriber
 
 _PAPER_COLUMNS = [c for c in paper.c if c.name not in ("first_seen_at", "last_seen_at")]
@@ -39,5 +39,5 @@ def subscribers_by_ids(engine: sa.Engine, ids: Sequence[int]) -> dict[int, Subsc
         return {}
     with engine.connect() as conn:
         rows = conn.execute(_SUBSCRIBERS, {"ids": list(ids)}).all()
-        rules = _rules_by_subscriber(conn, [r.id for r in rows])
-    return {r.id: _to_subscriber(r, rules.get(r.id, [])) for r in rows}
+        rules = rules_by_subscriber(conn, [r.id for r in rows])
+    return {r.id: to_subscriber(r, rules.get(r.id, [])) for r in rows}

@@ -25,7 +25,7 @@ from digest.scheduler import missed_run_date
 from digest.server import DigestService, LazyMailer
 from digest.store import db
 from digest.store.tables import alert, run
-from digest.web.app import health
+from digest.web.health import health
 
 AFTER_FIRE = datetime(2026, 8, 21, 9, 30, tzinfo=UTC)  # the 07:00 UTC run of DAY was missed
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from digest.config import SubscriberEntry
 from digest.errors import RuleError, SubscriberError
 from digest.models import Cadence, SubscriberStatus
+from digest.store import config_sync, signup, subscriber_rows
 from digest.store import subscribers as repo
 from digest.store.tables import delivered_paper, delivery, paper, run, subscriber
 
@@ -67,22 +68,28 @@ def test_bad_rules_and_bad_addresses_store_nothing(engine: sa.Engine) -> None:
 
 
 def test_request_subscription_never_lets_a_stranger_change_an_active_subscription(engine: sa.Engine) -> None:
-    consent = repo.Consent(at=NOW, source="web", ip="192.0.2.1", user_agent="UA", form={"rules": "diffusion"})
-    sub, outcome = repo.request_subscription(
+    consent = signup.Consent(
+        at=NOW, source="web", ip="192.0.2.1", user_agent="UA", form={"rules": "diffusion"}
+    )
+    sub, outcome = signup.request_subscription(
         engine, "ann@example.org", ["diffusion"], now=NOW, consent=consent
     )
-    assert outcome is repo.SubscribeOutcome.NEW and sub.status is SubscriberStatus.PENDING
-    again, outcome = repo.request_subscription(
+    assert outcome is signup.SubscribeOutcome.NEW and sub.status is SubscriberStatus.PENDING
+    again, outcome = signup.request_subscription(
         engine, "ann@example.org", ["agents"], now=NOW, consent=consent
     )
-    assert outcome is repo.SubscribeOutcome.PENDING and [r.query for r in again.rules] == ["agents"]
-    assert repo.confirm_subscriber(engine, sub.id, now=NOW)
-    assert not repo.confirm_subscriber(engine, sub.id, now=NOW)  # the second click activates nothing
-    same, outcome = repo.request_subscription(engine, "ann@example.org", ["robots"], now=NOW, consent=consent)
-    assert outcome is repo.SubscribeOutcome.ACTIVE and [r.query for r in same.rules] == ["agents"]
+    assert outcome is signup.SubscribeOutcome.PENDING and [r.query for r in again.rules] == ["agents"]
+    assert signup.confirm_subscriber(engine, sub.id, now=NOW)
+    assert not signup.confirm_subscriber(engine, sub.id, now=NOW)  # the second click activates nothing
+    same, outcome = signup.request_subscription(
+        engine, "ann@example.org", ["robots"], now=NOW, consent=consent
+    )
+    assert outcome is signup.SubscribeOutcome.ACTIVE and [r.query for r in same.rules] == ["agents"]
     repo.set_status(engine, sub.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
-    back, outcome = repo.request_subscription(engine, "ann@example.org", ["robots"], now=NOW, consent=consent)
-    assert outcome is repo.SubscribeOutcome.RESUBSCRIBED and back.status is SubscriberStatus.PENDING
+    back, outcome = signup.request_subscription(
+        engine, "ann@example.org", ["robots"], now=NOW, consent=consent
+    )
+    assert outcome is signup.SubscribeOutcome.RESUBSCRIBED and back.status is SubscriberStatus.PENDING
     with engine.connect() as conn:
         row = conn.execute(sa.select(subscriber)).one()
     assert (row.consent_source, row.consent_ip, row.consent_user_agent) == ("web", "192.0.2.1", "UA")
@@ -113,7 +120,7 @@ def test_set_rules_status_and_cadence(engine: sa.Engine) -> None:
     assert first.status is SubscriberStatus.UNSUBSCRIBED
     with engine.connect() as conn:
         stamp = conn.execute(sa.select(subscriber.c.unsubscribed_at)).scalar_one()
-    assert repo._read_time(stamp) == later  # idempotent: the first time is kept
+    assert subscriber_rows.read_time(stamp) == later  # idempotent: the first time is kept
 
 
 def test_config_managed_subscribers_refuse_changes_but_not_an_unsubscribe(engine: sa.Engine) -> None:
@@ -134,10 +141,10 @@ def test_config_managed_subscribers_refuse_changes_but_not_an_unsubscribe(engine
 
 def test_one_confirmation_mail_per_address_per_hour(engine: sa.Engine) -> None:
     sub = repo.add_subscriber(engine, "ann@example.org", ["diffusion"], now=NOW)
-    assert repo.record_confirmation_sent(engine, sub.id, NOW)
-    assert not repo.record_confirmation_sent(engine, sub.id, NOW + timedelta(minutes=59))
-    assert repo.record_confirmation_sent(engine, sub.id, NOW + timedelta(minutes=60))
-    assert not repo.record_confirmation_sent(engine, 999_999, NOW)
+    assert signup.record_confirmation_sent(engine, sub.id, NOW)
+    assert not signup.record_confirmation_sent(engine, sub.id, NOW + timedelta(minutes=59))
+    assert signup.record_confirmation_sent(engine, sub.id, NOW + timedelta(minutes=60))
+    assert not signup.record_confirmation_sent(engine, 999_999, NOW)
 
 
 def test_delete_all_my_data_keeps_only_the_consent_record(engine: sa.Engine) -> None:
@@ -148,7 +155,7 @@ def test_delete_all_my_data_keeps_only_the_consent_record(engine: sa.Engine) -> 
         now=NOW,
         name="Ann",
         status=SubscriberStatus.ACTIVE,
-        consent=repo.Consent(
+        consent=signup.Consent(
             at=NOW, source="web", ip="192.0.2.1", user_agent="UA", form={"email": "ann@example.org"}
         ),
     )
@@ -189,8 +196,8 @@ def test_delete_all_my_data_keeps_only_the_consent_record(engine: sa.Engine) -> 
         "ann@example.org" not in text and "Ann" not in text and "192.0.2.1" not in text and "UA'" not in text
     )
     assert row.status == "unsubscribed" and row.token_version == 1
-    assert repo._read_time(row.consent_at) == NOW and row.consent_source == "web"
-    assert repo._read_time(row.unsubscribed_at) == NOW + timedelta(days=2)
+    assert subscriber_rows.read_time(row.consent_at) == NOW and row.consent_source == "web"
+    assert subscriber_rows.read_time(row.unsubscribed_at) == NOW + timedelta(days=2)
     assert _count(engine, sa.select(sa.func.count()).select_from(delivered_paper)) == 0
     assert _count(engine, sa.select(sa.func.count()).select_from(delivery)) == 0
     assert repo.find_subscriber(engine, "ann@example.org") is None
@@ -198,8 +205,8 @@ def test_delete_all_my_data_keeps_only_the_consent_record(engine: sa.Engine) -> 
     with pytest.raises(SubscriberError, match="no subscriber"):
         repo.set_rules(engine, sub.id, ["x"], now=NOW)
     # The address is free again: the person may subscribe anew later.
-    again, outcome = repo.request_subscription(engine, "ann@example.org", ["agents"], now=NOW)
-    assert outcome is repo.SubscribeOutcome.NEW and again.id != sub.id
+    again, outcome = signup.request_subscription(engine, "ann@example.org", ["agents"], now=NOW)
+    assert outcome is signup.SubscribeOutcome.NEW and again.id != sub.id
 
 
 def test_list_and_active_subscribers_take_two_queries_whatever_the_count(engine: sa.Engine) -> None:
@@ -229,7 +236,7 @@ def test_list_and_active_subscribers_take_two_queries_whatever_the_count(engine:
 def test_config_sync_creates_updates_adopts_and_retires(engine: sa.Engine) -> None:
     web = repo.add_subscriber(engine, "web@example.org", ["robots"], now=NOW, status=SubscriberStatus.ACTIVE)
     adopted_web = repo.add_subscriber(engine, "bob@example.org", ["robots"], now=NOW)
-    first = repo.sync_config_subscribers(
+    first = config_sync.sync_config_subscribers(
         engine,
         [
             SubscriberEntry(email="Ops@Example.org", rules=["agents"], cadence="weekly", weekday="fri"),
@@ -245,7 +252,7 @@ def test_config_sync_creates_updates_adopts_and_retires(engine: sa.Engine) -> No
     assert bob is not None and bob.managed_by_config and bob.status is SubscriberStatus.ACTIVE
     assert [r.query for r in bob.rules] == ["diffusion"]
 
-    again = repo.sync_config_subscribers(
+    again = config_sync.sync_config_subscribers(
         engine,
         [
             SubscriberEntry(email="ops@example.org", rules=["agents", "robots"]),
@@ -257,7 +264,7 @@ def test_config_sync_creates_updates_adopts_and_retires(engine: sa.Engine) -> No
 
     # Bob unsubscribes through his mailed link; the next sync keeps him unsubscribed.
     repo.set_status(engine, bob.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
-    last = repo.sync_config_subscribers(
+    last = config_sync.sync_config_subscribers(
         engine, [SubscriberEntry(email="bob@example.org", rules=["diffusion"])], NOW
     )
     assert last.kept_unsubscribed == ["bob@example.org"] and last.unsubscribed == ["ops@example.org"]
@@ -269,7 +276,7 @@ def test_config_sync_creates_updates_adopts_and_retires(engine: sa.Engine) -> No
     )
     assert repo.get_subscriber(engine, web.id) == web  # web subscribers untouched
     with pytest.raises(SubscriberError, match="listed twice"):
-        repo.sync_config_subscribers(
+        config_sync.sync_config_subscribers(
             engine,
             [
                 SubscriberEntry(email="a@example.org", rules=["x"]),
@@ -312,11 +319,11 @@ def test_addresses_are_normalised_to_one_form() -> None:
 
 def test_config_sync_keeps_bounced_addresses_bounced(engine: sa.Engine) -> None:
     entries = [SubscriberEntry(email="dead@example.org", rules=["agents"])]
-    repo.sync_config_subscribers(engine, entries, NOW)
+    config_sync.sync_config_subscribers(engine, entries, NOW)
     with engine.begin() as conn:  # what the outbox does after repeated hard bounces
         conn.execute(sa.update(subscriber).values(status="bounced", hard_bounces=3))
     for day in (1, 2):
-        result = repo.sync_config_subscribers(engine, entries, NOW + timedelta(days=day))
+        result = config_sync.sync_config_subscribers(engine, entries, NOW + timedelta(days=day))
         assert result.kept_bounced == ["dead@example.org"]
         assert result.updated == [] and result.unchanged == 0
     with engine.connect() as conn:
@@ -328,7 +335,7 @@ def test_config_sync_keeps_bounced_addresses_bounced(engine: sa.Engine) -> None:
 def test_config_sync_honours_a_web_subscribers_unsubscribe(engine: sa.Engine) -> None:
     web = repo.add_subscriber(engine, "ann@example.org", ["robots"], now=NOW, status=SubscriberStatus.ACTIVE)
     repo.set_status(engine, web.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
-    result = repo.sync_config_subscribers(
+    result = config_sync.sync_config_subscribers(
         engine, [SubscriberEntry(email="ann@example.org", rules=["agents"])], NOW + timedelta(days=1)
     )
     assert result.kept_unsubscribed == ["ann@example.org"] and result.adopted == []
@@ -369,7 +376,7 @@ def test_two_processes_syncing_the_same_new_address_at_once_both_succeed(postgre
 
             def sync() -> None:
                 try:
-                    outcome.append(repo.sync_config_subscribers(engine, entries, NOW))
+                    outcome.append(config_sync.sync_config_subscribers(engine, entries, NOW))
                 except Exception as exc:  # reported to the test thread
                     outcome.append(exc)
 
@@ -387,7 +394,7 @@ def test_two_processes_syncing_the_same_new_address_at_once_both_succeed(postgre
             other.commit()
             worker.join(10)
         [result] = outcome
-        assert isinstance(result, repo.SyncResult), result
+        assert isinstance(result, config_sync.SyncResult), result
         # The other process's row has no rules yet (it would add them in its own transaction): ours does.
         assert result.updated == ["ops@example.org"] and result.created == []
         ops = repo.find_subscriber(engine, "ops@example.org")
@@ -397,22 +404,22 @@ def test_two_processes_syncing_the_same_new_address_at_once_both_succeed(postgre
 
 
 def test_new_rules_for_a_pending_address_revoke_the_earlier_confirmation_link(engine: sa.Engine) -> None:
-    owner, _ = repo.request_subscription(engine, "ann@example.org", ["diffusion"], now=NOW)
-    assert repo.record_confirmation_sent(engine, owner.id, NOW)
+    owner, _ = signup.request_subscription(engine, "ann@example.org", ["diffusion"], now=NOW)
+    assert signup.record_confirmation_sent(engine, owner.id, NOW)
     # Within the hour of the owner's confirmation mail, a stranger's form changes nothing.
-    early, outcome = repo.request_subscription(
+    early, outcome = signup.request_subscription(
         engine, "ann@example.org", ["crypto"], now=NOW + timedelta(minutes=30)
     )
-    assert outcome is repo.SubscribeOutcome.TOO_SOON
+    assert outcome is signup.SubscribeOutcome.TOO_SOON
     assert early.token_version == owner.token_version and [r.query for r in early.rules] == ["diffusion"]
     # Later the change goes through, but the owner's old link (version 0) no longer matches.
-    later, outcome = repo.request_subscription(
+    later, outcome = signup.request_subscription(
         engine, "ann@example.org", ["crypto"], now=NOW + timedelta(hours=2)
     )
-    assert outcome is repo.SubscribeOutcome.PENDING and [r.query for r in later.rules] == ["crypto"]
+    assert outcome is signup.SubscribeOutcome.PENDING and [r.query for r in later.rules] == ["crypto"]
     assert later.token_version == owner.token_version + 1
     # The same form again changes nothing that a link confirms: no new version.
-    same, outcome = repo.request_subscription(
+    same, outcome = signup.request_subscription(
         engine, "ann@example.org", ["crypto"], now=NOW + timedelta(hours=2)
     )
-    assert outcome is repo.SubscribeOutcome.PENDING and same.token_version == later.token_version
+    assert outcome is signup.SubscribeOutcome.PENDING and same.token_version == later.token_version

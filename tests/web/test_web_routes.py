@@ -13,6 +13,7 @@ from freezegun import freeze_time
 from web_helpers import BASE, NOW, SECRET, Web, links_in, mail_text
 
 from digest.models import SubscriberStatus
+from digest.store import signup, subscriber_rows
 from digest.store import subscribers as repo
 from digest.store.tables import alert, run, subscriber
 from digest.tokens import make_token
@@ -244,7 +245,7 @@ async def test_confirming_activates_once_and_sends_one_welcome_mail(web: Web) ->
 
 
 async def test_an_expired_confirmation_link_changes_nothing(web: Web) -> None:
-    sub, _ = repo.request_subscription(web.engine, "ann@example.org", ["diffusion"], now=NOW)
+    sub, _ = signup.request_subscription(web.engine, "ann@example.org", ["diffusion"], now=NOW)
     with freeze_time(datetime.now(UTC) - timedelta(days=3, minutes=1)):
         old = make_token(SECRET, "confirm", sub.id, 0)
     answer = await web.client.get(f"/confirm/{old}")
@@ -320,7 +321,7 @@ async def test_one_click_unsubscribe_is_immediate_idempotent_and_never_a_redirec
             assert _rows(web.engine)[0].status == "unsubscribed"
             web.clock.advance(hours=1)
     stamp = _rows(web.engine)[0].unsubscribed_at
-    assert repo._read_time(stamp) == NOW  # the second click changed nothing
+    assert subscriber_rows.read_time(stamp) == NOW  # the second click changed nothing
 
 
 async def test_the_manage_page_edits_rules_schedule_and_pauses(web: Web) -> None:
@@ -585,9 +586,9 @@ async def test_an_address_gets_at_most_three_form_mails_a_day(web: Web) -> None:
 def proxy_warning_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    from digest.web import app as app_module
+    from digest.web import site as site_module
 
-    monkeypatch.setattr(app_module, "_proxy_warned", threading.Event())
+    monkeypatch.setattr(site_module, "_proxy_warned", threading.Event())
 
 
 @pytest.mark.usefixtures("proxy_warning_not_given")

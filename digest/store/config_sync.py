@@ -1,0 +1,163 @@
+"""``[[subscribers]]`` in config.toml -> the database: the operator's list, synced on start and before
+every run (see :func:`sync_config_subscribers`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.addresses import normalize_email
+from digest.config import WEEKDAYS, SubscriberEntry
+from digest.errors import SubscriberError
+from digest.models import Cadence, SubscriberStatus
+from digest.store.subscriber_rows import checked_name, clean_rules, replace_rules, rules_by_subscriber, utc
+from digest.store.tables import subscriber
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What :func:`sync_config_subscribers` changed (addresses)."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)  # web subscribers that became config-managed
+    unsubscribed: list[str] = field(default_factory=list)  # managed ones no longer in the config
+    kept_unsubscribed: list[str] = field(default_factory=list)  # in the config but unsubscribed themselves
+    kept_bounced: list[str] = field(default_factory=list)  # in the config but their address bounces
+    unchanged: int = 0
+
+
+def sync_config_subscribers(
+    engine: sa.Engine, entries: Sequence[SubscriberEntry], now: datetime
+) -> SyncResult:
+    """Make the database agree with ``[[subscribers]]`` in the config (run at start).
+
+    Config entries become active, config-managed subscribers with the config's rules and cadence; a web
+    subscriber listed in the config becomes config-managed. Managed subscribers no longer listed are
+    unsubscribed and handed back to the web (not managed any more). Web subscribers not in the config are
+    never touched. Bad addresses or rules raise before anything changes.
+
+    The config never overrides what the address itself said: a listed address that unsubscribed (through a
+    mailed link, managed or not) stays unsubscribed (``kept_unsubscribed``), and one whose mail bounced stays
+    bounced (``kept_bounced``) instead of being mailed again on every start; both are left as they are and
+    reported, so the operator can remove them from the file.
+
+    Two processes may sync at once (two ``serve`` starting on one PostgreSQL): when the other one inserts
+    the same new address first, the unique key refuses ours and the sync runs once more, now seeing it.
+    """
+    when = utc(now)
+    wanted: dict[str, tuple[SubscriberEntry, list[str]]] = {}
+    for entry in entries:
+        address = normalize_email(entry.email)
+        if address in wanted:
+            raise SubscriberError(f"{address} is listed twice in [[subscribers]]; keep one entry")
+        wanted[address] = (entry, clean_rules(entry.rules))
+    for attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                return _sync(conn, wanted, when)
+        except sa.exc.IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _sync(
+    conn: sa.Connection, wanted: dict[str, tuple[SubscriberEntry, list[str]]], when: datetime
+) -> SyncResult:
+    result = SyncResult()
+    rows = {
+        r.email: r
+        for r in conn.execute(
+            sa.select(subscriber).where(
+                sa.or_(subscriber.c.managed_by_config.is_(True), subscriber.c.email.in_(list(wanted)))
+            )
+        )
+    }
+    current_rules = rules_by_subscriber(conn, [r.id for r in rows.values()])
+    for address, (entry, queries) in wanted.items():
+        cadence = Cadence(entry.cadence).value
+        weekday = WEEKDAYS.index(entry.weekday)
+        clean_name = checked_name(entry.name)
+        row = rows.get(address)
+        if row is None:
+            new_id = conn.execute(
+                sa.insert(subscriber)
+                .values(
+                    email=address,
+                    name=clean_name,
+                    status=SubscriberStatus.ACTIVE.value,
+                    cadence=cadence,
+                    weekday=weekday,
+                    managed_by_config=True,
+                    created_at=when,
+                    updated_at=when,
+                    confirmed_at=when,
+                    token_version=0,
+                    consent_at=when,
+                    consent_source="config",
+                )
+                .returning(subscriber.c.id)
+            ).scalar_one()
+            replace_rules(conn, new_id, queries)
+            result.created.append(address)
+            continue
+        # An unsubscribe is always honoured, and a dead address is not revived by restarting the service.
+        if row.status == SubscriberStatus.UNSUBSCRIBED.value:
+            result.kept_unsubscribed.append(address)
+            continue
+        if row.status == SubscriberStatus.BOUNCED.value:
+            result.kept_bounced.append(address)
+            continue
+        have = [x.query for x in current_rules.get(row.id, [])]
+        same = (
+            row.managed_by_config
+            and row.status == SubscriberStatus.ACTIVE.value
+            and row.cadence == cadence
+            and row.weekday == weekday
+            and row.name == clean_name
+            and have == queries
+        )
+        if same:
+            result.unchanged += 1
+            continue
+        values: dict[str, Any] = {
+            "name": clean_name,
+            "cadence": cadence,
+            "weekday": weekday,
+            "managed_by_config": True,
+            "updated_at": when,
+        }
+        if row.status != SubscriberStatus.ACTIVE.value:  # pending or paused: the operator's list wins
+            values.update(status=SubscriberStatus.ACTIVE.value, unsubscribed_at=None)
+            values["confirmed_at"] = row.confirmed_at or when
+        if not row.managed_by_config:
+            values.update(consent_at=when, consent_source="config")
+        conn.execute(sa.update(subscriber).where(subscriber.c.id == row.id).values(**values))
+        if have != queries:
+            replace_rules(conn, row.id, queries)
+        (result.updated if row.managed_by_config else result.adopted).append(address)
+    gone = [r.id for a, r in rows.items() if r.managed_by_config and a not in wanted]
+    if gone:
+        conn.execute(
+            sa.update(subscriber)
+            .where(subscriber.c.id.in_(gone))
+            .values(
+                status=SubscriberStatus.UNSUBSCRIBED.value,
+                managed_by_config=False,
+                updated_at=when,
+                unsubscribed_at=sa.func.coalesce(subscriber.c.unsubscribed_at, when),
+            )
+        )
+        result.unsubscribed.extend(
+            sorted(
+                a
+                for a, r in rows.items()
+                if r.managed_by_config and a not in wanted and r.status != SubscriberStatus.UNSUBSCRIBED.value
+            )
+        )
+    return result

@@ -1,0 +1,187 @@
+"""The web form's double opt-in: a subscription request for any state of the address, the confirmation
+claim (at most one confirmation mail per address per hour, across processes) and the confirmation itself."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from digest.addresses import normalize_email
+from digest.errors import SubscriberError
+from digest.models import Cadence, Subscriber, SubscriberStatus
+from digest.store.subscriber_rows import (
+    Consent,
+    checked_name,
+    clean_rules,
+    consent_values,
+    load,
+    replace_rules,
+    utc,
+)
+from digest.store.tables import subscriber
+
+__all__ = [
+    "Consent",
+    "SubscribeOutcome",
+    "confirm_subscriber",
+    "record_confirmation_sent",
+    "request_subscription",
+]
+
+#: At most one confirmation mail per address in this window (the lock against subscription bombing).
+CONFIRMATION_INTERVAL = timedelta(hours=1)
+
+
+class SubscribeOutcome(enum.StrEnum):
+    """What :func:`request_subscription` did; the web answers the same page whatever it is."""
+
+    NEW = "new"  # a new pending subscriber: send the confirmation mail
+    PENDING = "pending"  # was pending: rules and consent replaced, send the confirmation again
+    # (when the rules or name changed, token_version was bumped: earlier confirmation links are dead)
+    RESUBSCRIBED = "resubscribed"  # was unsubscribed/bounced: pending again, send the confirmation
+    ACTIVE = (
+        "active"  # already subscribed (active or paused): nothing changed; remind them of the manage link
+    )
+    MANAGED = "managed"  # managed by the config file: nothing changed, no mail
+    # new rules or name for a not-yet-active address mailed a confirmation less than an hour ago: nothing
+    # changed and no mail goes out (the link in that mail keeps confirming what its owner asked for)
+    TOO_SOON = "too_soon"
+
+
+def request_subscription(
+    engine: sa.Engine,
+    email: str,
+    rules: Sequence[str],
+    *,
+    now: datetime,
+    name: str | None = None,
+    consent: Consent | None = None,
+) -> tuple[Subscriber, SubscribeOutcome]:
+    """What the web's subscribe form does, in one transaction, for any state of the address.
+
+    A pending, unsubscribed or bounced address gets the new rules and consent and is pending again; an
+    active or paused one is left alone (a stranger must not be able to change someone's rules) and so is a
+    config-managed one. The caller answers the same page in every case.
+
+    Anyone can send the form for any address, so when it changes the rules or name of a pending (or
+    unsubscribed/bounced) address, ``token_version`` is bumped: a confirmation link mailed before (which the
+    owner may still click) no longer activates rules its owner never saw; only the next mail's link does.
+    """
+    address = normalize_email(email)
+    queries = clean_rules(rules)
+    clean_name = checked_name(name)
+    when = utc(now)
+    for _attempt in range(2):  # a concurrent insert of the same address: the second pass sees it
+        try:
+            with engine.begin() as conn:
+                sub = load(conn, subscriber.c.email == address)
+                if sub is None:
+                    new_id = conn.execute(
+                        sa.insert(subscriber)
+                        .values(
+                            email=address,
+                            name=clean_name,
+                            status=SubscriberStatus.PENDING.value,
+                            cadence=Cadence.DAILY.value,
+                            weekday=0,
+                            managed_by_config=False,
+                            created_at=when,
+                            updated_at=when,
+                            token_version=0,
+                            **consent_values(consent),
+                        )
+                        .returning(subscriber.c.id)
+                    ).scalar_one()
+                    replace_rules(conn, new_id, queries)
+                    created = load(conn, subscriber.c.id == new_id)
+                    assert created is not None
+                    return created, SubscribeOutcome.NEW
+                if sub.managed_by_config:
+                    return sub, SubscribeOutcome.MANAGED
+                if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+                    return sub, SubscribeOutcome.ACTIVE
+                outcome = (
+                    SubscribeOutcome.PENDING
+                    if sub.status == SubscriberStatus.PENDING
+                    else SubscribeOutcome.RESUBSCRIBED
+                )
+                changed = [r.query for r in sub.rules] != queries or sub.name != clean_name
+                where = [subscriber.c.id == sub.id]
+                if changed:
+                    # While the last confirmation mail is fresh (its link is the one the owner will click),
+                    # nobody can swap the rules under it: the conditional update changes nothing.
+                    where.append(_confirmation_claim_free(when))
+                done = conn.execute(
+                    sa.update(subscriber)
+                    .where(*where)
+                    .values(
+                        status=SubscriberStatus.PENDING.value,
+                        name=clean_name,
+                        updated_at=when,
+                        hard_bounces=0,
+                        token_version=subscriber.c.token_version + (1 if changed else 0),
+                        **consent_values(consent),
+                    )
+                )
+                if done.rowcount != 1:
+                    return sub, SubscribeOutcome.TOO_SOON
+                if changed:
+                    replace_rules(conn, sub.id, queries)
+                renewed = load(conn, subscriber.c.id == sub.id)
+                assert renewed is not None
+                return renewed, outcome
+        except sa.exc.IntegrityError:
+            continue
+    raise SubscriberError(f"{address}: could not store the subscription; try again")
+
+
+def confirm_subscriber(engine: sa.Engine, subscriber_id: int, *, now: datetime) -> bool:
+    """Activate a pending subscriber (double opt-in). True when this call activated it, False if it was
+    not pending (already confirmed, unsubscribed since, or unknown): a conditional update, so two clicks
+    on the link send one welcome mail."""
+    when = utc(now)
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.update(subscriber)
+            .where(subscriber.c.id == subscriber_id, subscriber.c.status == SubscriberStatus.PENDING.value)
+            .values(
+                status=SubscriberStatus.ACTIVE.value, confirmed_at=when, updated_at=when, unsubscribed_at=None
+            )
+        )
+        return result.rowcount == 1
+
+
+def _confirmation_claim_free(when: datetime) -> sa.ColumnElement[bool]:
+    """No confirmation mail went to this row within CONFIRMATION_INTERVAL before ``when``."""
+    return sa.or_(
+        subscriber.c.last_confirmation_sent_at.is_(None),
+        subscriber.c.last_confirmation_sent_at <= when - CONFIRMATION_INTERVAL,
+    )
+
+
+def record_confirmation_sent(engine: sa.Engine, subscriber_id: int, now: datetime) -> bool:
+    """Claim the right to send a confirmation mail now: True at most once per address per hour.
+
+    A conditional UPDATE, so two concurrent requests cannot both win (the lock against subscription bombing).
+    """
+    when = utc(now)
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.update(subscriber)
+            .where(subscriber.c.id == subscriber_id, _confirmation_claim_free(when))
+            .values(last_confirmation_sent_at=when)
+        )
+        return result.rowcount == 1
+
+
+def release_confirmation_claim(engine: sa.Engine, subscriber_id: int) -> None:
+    """Undo ``record_confirmation_sent`` when the mail could not be sent, so a retry is not locked out."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(subscriber)
+            .where(subscriber.c.id == subscriber_id)
+            .values(last_confirmation_sent_at=None)
+        )

@@ -1,0 +1,222 @@
+"""Routes of the front page: the subscribe form with its live rule preview, and the double opt-in link."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from digest.addresses import normalize_email
+from digest.errors import DigestError, SubscriberError, TokenError
+from digest.models import SubscriberStatus
+from digest.notices import render_confirmation, render_reminder, render_welcome
+from digest.store import signup
+from digest.store import subscribers as repo
+from digest.store.subscriber_rows import MAX_NAME_LENGTH
+from digest.web.preview import MAX_RULES_TEXT, Preview, RuleProblem, check_rules
+from digest.web.site import MAILS_PER_ADDRESS_PER_DAY, Site, SiteDep, path_of
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+FORM_EXPIRED = "The form had expired or came from another site. Check it and send it again."
+
+
+class SubscribeForm(BaseModel):
+    """The fields of the subscribe form (and of the Preview button's POST)."""
+
+    email: str = ""
+    name: str = ""
+    rules: str = ""
+    website: str = ""  # the honeypot: hidden from people, filled by bots
+    csrf_token: str = ""
+
+    def values(self) -> dict[str, str]:
+        """The form as sent, cut to sane lengths, to show it again."""
+        return {"email": self.email[:320], "name": self.name[:100], "rules": self.rules[:MAX_RULES_TEXT]}
+
+
+@dataclass(slots=True)
+class FormCheck:
+    """The subscribe form, checked: the address and rule lines, or what is wrong with them."""
+
+    address: str = ""
+    lines: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    problems: list[RuleProblem] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, form: SubscribeForm) -> FormCheck:
+        check = cls()
+        try:
+            check.address = normalize_email(form.email)
+        except SubscriberError as exc:
+            check.errors["email"] = (
+                str(exc).split(": ", 1)[-1] if form.email.strip() else "Enter your email address."
+            )
+        check.lines, check.problems = check_rules(form.rules)
+        if not check.lines and not check.problems:
+            check.errors["rules"] = "Write at least one rule."
+        if len(form.name) > MAX_NAME_LENGTH:
+            check.errors["name"] = f"At most {MAX_NAME_LENGTH} characters."
+        return check
+
+
+def subscribe_page(
+    site: Site,
+    request: Request,
+    status: int = 200,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    preview: Preview | None = None,
+    notice: str = "",
+) -> HTMLResponse:
+    """The front page, with the form as sent, its errors and the preview."""
+    form = values or {"email": "", "name": "", "rules": ""}
+    return site.with_csrf(
+        request,
+        lambda token: site.page(
+            "index.html",
+            status,
+            csrf_token=token,
+            form=form,
+            errors=errors or {},
+            preview=preview or Preview.empty(),
+            notice=notice,
+        ),
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, site: SiteDep) -> HTMLResponse:
+    site.warn_if_proxied(request)  # the first page a deployment check loads: warn early
+    return subscribe_page(site, request)
+
+
+@router.get("/preview", response_class=HTMLResponse)
+def preview_fragment(request: Request, site: SiteDep, rules: str = "") -> HTMLResponse:
+    """The preview block alone, for app.js (the page works without it)."""
+    wait = site.preview_limiter.hit(site.client_ip(request))
+    if wait is not None:
+        return HTMLResponse(
+            '<p class="muted">Preview paused: too many requests. Try again in a minute.</p>',
+            status_code=429,
+            headers={"retry-after": str(int(wait))},
+        )
+    return site.page("_preview.html", preview=site.rule_preview(rules))
+
+
+@router.post("/preview", response_class=HTMLResponse)
+def preview_page(request: Request, site: SiteDep, form: Annotated[SubscribeForm, Form()]) -> HTMLResponse:
+    """The Preview button without JavaScript: the same page, the form kept, the preview filled in."""
+    wait = site.preview_limiter.hit(site.client_ip(request))
+    if wait is not None:
+        return subscribe_page(
+            site, request, 429, values=form.values(), notice="Too many previews; wait a minute."
+        )
+    return subscribe_page(site, request, values=form.values(), preview=site.rule_preview(form.rules))
+
+
+@router.post("/subscribe", response_class=HTMLResponse)
+def subscribe(
+    request: Request, background: BackgroundTasks, site: SiteDep, form: Annotated[SubscribeForm, Form()]
+) -> HTMLResponse:
+    ip = site.client_ip(request)
+    wait = site.subscribe_limiter.hit(ip)
+    if wait is not None:
+        response = site.message(
+            429,
+            "Too many requests",
+            "Too many subscriptions were sent from your network. Please try again later.",
+        )
+        response.headers["retry-after"] = str(int(wait))
+        return response
+    if not site.csrf_ok(request, form.csrf_token):
+        return subscribe_page(site, request, 403, values=form.values(), notice=FORM_EXPIRED)
+    done = site.page("subscribed.html")
+    if form.website.strip():
+        log.info("subscribe form with the honeypot filled from %s: ignored", ip)
+        return done
+    check = FormCheck.of(form)
+    if check.errors or check.problems:
+        preview = Preview.empty(check.problems) if check.problems else None
+        return subscribe_page(site, request, 400, values=form.values(), errors=check.errors, preview=preview)
+    consent = signup.Consent(
+        at=site.clock(),
+        source="web",
+        ip=ip,
+        user_agent=request.headers.get("user-agent", "")[:300] or None,
+        form={
+            "email": check.address,
+            "name": form.name.strip(),
+            "rules": check.lines,
+            "page": request.url.path,
+        },
+    )
+    try:
+        _subscribe_and_mail(site, background, check, form.name, consent)
+    except DigestError as exc:  # a rule the store refuses after all: show it like the others
+        return subscribe_page(site, request, 400, values=form.values(), errors={"rules": str(exc)})
+    return done
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm(token: str, background: BackgroundTasks, site: SiteDep) -> HTMLResponse:
+    try:
+        sub = site.subscriber_from("confirm", token)
+    except TokenError as exc:
+        return site.token_failure(exc)
+    links = site.links(sub)
+    manage_path = path_of(links["manage_url"])
+    if signup.confirm_subscriber(site.engine, sub.id, now=site.clock()):
+        active = repo.get_subscriber(site.engine, sub.id) or sub
+        mail = render_welcome(site.config, site.secret, active)
+        background.add_task(site.send, active, mail, links["unsubscribe_url"], "welcome")
+        return site.page("confirmed.html", sub=active, already=False, manage_path=manage_path)
+    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        return site.page("confirmed.html", sub=sub, already=True, manage_path=manage_path)
+    return site.message(
+        409,
+        "This subscription was cancelled",
+        "It was unsubscribed after this link was sent. To subscribe again, use the form on the front page.",
+    )
+
+
+def _subscribe_and_mail(
+    site: Site, background: BackgroundTasks, check: FormCheck, name: str, consent: signup.Consent
+) -> None:
+    """Store the form and queue its mail (confirmation or reminder), within the per-address limits."""
+    address, now = check.address, consent.at
+    if site.address_mail_limiter.full(address):
+        # Checked before anything is stored: a fourth form of the day must not swap a pending
+        # subscription's rules (killing the link already mailed) when no new mail can follow.
+        log.info("an address had %d mails from the form today: nothing changed", MAILS_PER_ADDRESS_PER_DAY)
+        return
+    sub, outcome = signup.request_subscription(
+        site.engine, address, check.lines, now=now, name=name or None, consent=consent
+    )
+    if outcome is signup.SubscribeOutcome.MANAGED:
+        return
+    if outcome is signup.SubscribeOutcome.TOO_SOON or not signup.record_confirmation_sent(
+        site.engine, sub.id, now
+    ):
+        log.info("subscriber %s asked again within the hour: no mail", sub.id)
+        return
+    if site.address_mail_limiter.hit(address) is not None:
+        log.info("subscriber %s had %d mails from the form today: no mail", sub.id, MAILS_PER_ADDRESS_PER_DAY)
+        return
+    # Read it again now that the mail is claimed: a form sent at the same moment may have changed the
+    # rules (and the link version) since, and the mail must carry the link that works.
+    sub = repo.get_subscriber(site.engine, sub.id) or sub
+    unsubscribe = site.links(sub)["unsubscribe_url"]
+    if outcome is signup.SubscribeOutcome.ACTIVE:
+        mail = render_reminder(site.config, site.secret, sub)
+        background.add_task(site.send, sub, mail, unsubscribe, "reminder")
+    else:
+        mail = render_confirmation(site.config, site.secret, sub)
+        background.add_task(site.send, sub, mail, unsubscribe, "confirmation")
