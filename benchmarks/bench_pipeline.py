@@ -28,8 +28,8 @@ from digest.config import parse_config
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import Rule, Subscriber
 from digest.pipeline import Composer, run_digest
-from digest.smtp_sink import SinkProcess
-from digest.sources.snapshot_server import SnapshotServer
+from digest.demo.smtp_sink import SinkProcess
+from digest.demo.snapshot_server import SnapshotServer
 from digest.store import db
 from digest.store.papers import load_papers
 from digest.store.tables import rule, subscriber

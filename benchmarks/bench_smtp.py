@@ -1,7 +1,7 @@
 """SmtpPool.send vs raw aiosmtplib, on the same fast sink in another process (printed, never asserted).
 
 Both sides send the same prebuilt messages (one recipient each) over the same number of reused
-connections to the fast counting sink (digest.smtp_sink, run as a child process). Rounds alternate
+connections to the fast counting sink (digest.demo.smtp_sink, run as a child process). Rounds alternate
 raw / pool and the best round of each is kept. Prints messages/s of both, the ratio (target >= 0.7)
 and our process's CPU per message for the pool.
 
@@ -18,7 +18,7 @@ import time
 import aiosmtplib
 
 from digest.mailer import SmtpPool, SmtpSettings
-from digest.smtp_sink import SinkProcess
+from digest.demo.smtp_sink import SinkProcess
 
 SENDER = "digest@example.org"
 HOST = "127.0.0.1"

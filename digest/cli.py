@@ -324,7 +324,7 @@ def demo(
     ),
 ) -> None:
     """The whole pipeline offline: a bundled real HF snapshot, an embedded SMTP server, SQLite, three subscribers."""
-    from digest.demo import run_demo
+    from digest.demo.run import run_demo
 
     result = run_demo(out_dir, console=err)
     table = Table(title=f"demo: {result.papers_fetched} papers fetched for {result.run_date}")

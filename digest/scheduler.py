@@ -18,15 +18,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.config import Config, crontab_for_apscheduler
 from digest.errors import ConfigError
+from digest.store.db import DatabaseError, Engine
 from digest.store.outbox import STALE_AFTER
-from digest.store.tables import run
+from digest.store.run_status import run_status, run_status_and_heartbeat
 
 log = logging.getLogger("digest.scheduler")
 
@@ -92,7 +92,7 @@ def build_scheduler(
     job: Job,
     *,
     clock: Clock = utc_now,
-    engine: sa.Engine | None = None,
+    engine: Engine | None = None,
     busy: Busy | None = None,
     retry_every: timedelta = RETRY_EVERY,
 ) -> AsyncIOScheduler:
@@ -138,25 +138,31 @@ def build_scheduler(
         async def retry() -> None:
             await retry_tick(config, engine, job, busy=is_busy, clock=clock)
 
-        scheduler.add_job(
-            retry,
-            IntervalTrigger(seconds=retry_every.total_seconds(), timezone=config.schedule.zone),
-            id=RETRY_JOB_ID,
-            name="same-day retry of an unfinished run",
-            coalesce=True,
-            # The busy check is the real guard against two runs at once (a tick while a retry is still
-            # running returns at once); two instances keep APScheduler from logging a "maximum number of
-            # running instances" warning at every tick of a long retry.
-            max_instances=2,
-            # A tick delayed by a busy loop still counts; a tick is cheap and coalesced.
-            misfire_grace_time=None,
-            replace_existing=True,
-        )
+        _add_retry_job(scheduler, retry, config.schedule.zone, retry_every)
     return scheduler
 
 
+def _add_retry_job(
+    scheduler: AsyncIOScheduler, retry: Callable[[], Awaitable[None]], zone: ZoneInfo, every: timedelta
+) -> None:
+    scheduler.add_job(
+        retry,
+        IntervalTrigger(seconds=every.total_seconds(), timezone=zone),
+        id=RETRY_JOB_ID,
+        name="same-day retry of an unfinished run",
+        coalesce=True,
+        # The busy check is the real guard against two runs at once (a tick while a retry is still
+        # running returns at once); two instances keep APScheduler from logging a "maximum number of
+        # running instances" warning at every tick of a long retry.
+        max_instances=2,
+        # A tick delayed by a busy loop still counts; a tick is cheap and coalesced.
+        misfire_grace_time=None,
+        replace_existing=True,
+    )
+
+
 async def retry_tick(
-    config: Config, engine: sa.Engine, job: Job, *, busy: Busy, clock: Clock = utc_now
+    config: Config, engine: Engine, job: Job, *, busy: Busy, clock: Clock = utc_now
 ) -> date | None:
     """One look of the retry job: run today's unfinished run again; the date it retried, or None.
 
@@ -168,7 +174,7 @@ async def retry_tick(
     now = clock()
     try:
         due = retry_run_date(config, engine, now)
-    except sa.exc.SQLAlchemyError as exc:
+    except DatabaseError as exc:
         log.warning("retry check skipped: the database cannot be read (%s)", exc.__class__.__name__)
         return None
     if due is None:
@@ -201,14 +207,7 @@ def todays_run_date(config: Config, now: datetime) -> date | None:
     return day if day == now.astimezone(zone).date() else None
 
 
-def run_status(engine: sa.Engine, day: date) -> str | None:
-    """The status of the run row for ``day``, None when there is none."""
-    with engine.connect() as conn:
-        status: str | None = conn.execute(sa.select(run.c.status).where(run.c.run_date == day)).scalar()
-    return status
-
-
-def retry_run_date(config: Config, engine: sa.Engine, now: datetime) -> tuple[date, str] | None:
+def retry_run_date(config: Config, engine: Engine, now: datetime) -> tuple[date, str] | None:
     """(today's run date, its status) when the retry job should run it again, else None.
 
     Due when today's scheduled time has passed and today's run row exists with a status in
@@ -218,22 +217,19 @@ def retry_run_date(config: Config, engine: sa.Engine, now: datetime) -> tuple[da
     day = todays_run_date(config, now)
     if day is None:
         return None
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(run.c.status, run.c.heartbeat_at).where(run.c.run_date == day)).first()
+    row = run_status_and_heartbeat(engine, day)
     if row is None:
         return None
     status, beat = row
-    if status == "running" and beat is not None:
-        # A process that died holding the run stops beating: its run is retried too (run_digest recovers it).
-        beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
-        if now - beat >= STALE_AFTER:
-            return day, "abandoned"
+    # A process that died holding the run stops beating: its run is retried too (run_digest recovers it).
+    if status == "running" and beat is not None and now - beat >= STALE_AFTER:
+        return day, "abandoned"
     if status not in RETRYABLE:
         return None
-    return day, str(status)
+    return day, status
 
 
-def missed_run_date(config: Config, engine: sa.Engine, now: datetime) -> date | None:
+def missed_run_date(config: Config, engine: Engine, now: datetime) -> date | None:
     """The date to catch up on start, or None.
 
     Catch-up is due when the latest scheduled fire before ``now`` fell on today (in the configured zone)

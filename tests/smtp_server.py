@@ -34,8 +34,8 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from digest.demo.smtp_sink import SinkHandler, SmtpSink
 from digest.mailer import SmtpSettings
-from digest.smtp_sink import SinkHandler, SmtpSink
 
 DROP = "DROP"
 HANG = "HANG"

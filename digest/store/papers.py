@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.models import Paper
-from digest.store.tables import delivered_paper, paper
+from digest.store.tables import delivered_paper, paper, subscriber
 
 CHUNK = 500  # rows per statement: 18 columns x 500 stays far below SQLite's and PostgreSQL's parameter limits
 ID_CHUNK = 1000
@@ -152,16 +152,15 @@ def load_papers(engine: sa.Engine, start: date, end: date, *, min_upvotes: int =
         return [paper_from_row(r) for r in conn.execute(query)]
 
 
-def undelivered_papers(engine: sa.Engine, subscriber_id: int, start: date, end: date) -> list[Paper]:
-    """Papers in [start, end] never delivered to this subscriber (so a missed day is caught up, nothing repeats)."""
-    sent = sa.select(delivered_paper.c.paper_id).where(
-        delivered_paper.c.subscriber_id == subscriber_id, delivered_paper.c.paper_id == paper.c.id
-    )
+def delivered_counts(engine: sa.Engine) -> dict[str, int]:
+    """How many papers each subscriber address has been sent (addresses with none are left out)."""
     query = (
-        sa.select(*_COLUMNS).where(paper.c.daily_date.between(start, end), ~sa.exists(sent)).order_by(*_ORDER)
+        sa.select(subscriber.c.email, sa.func.count())
+        .join(delivered_paper, delivered_paper.c.subscriber_id == subscriber.c.id)
+        .group_by(subscriber.c.email)
     )
     with engine.connect() as conn:
-        return [paper_from_row(r) for r in conn.execute(query)]
+        return {address: int(n) for address, n in conn.execute(query)}
 
 
 def delivered_ids(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from smtp_server import FaultySmtpServer
 
-from digest.sources.snapshot_server import SnapshotServer
+from digest.demo.snapshot_server import SnapshotServer
 
 ROOT = Path(__file__).resolve().parents[2]
 HF_DAY = ROOT.parent / "shared" / "fixtures" / "hf" / "api_daily_papers_date-2026-08-21.json"

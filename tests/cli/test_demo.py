@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from digest.demo import DEMO_SUBSCRIBERS
+from digest.demo.run import DEMO_SUBSCRIBERS
 
 
 def test_the_demo_delivers_one_digest_per_subscriber_and_writes_it(tmp_path: Path) -> None:

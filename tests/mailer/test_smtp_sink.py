@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiosmtplib
 
+from digest.demo.smtp_sink import SinkProcess, SmtpSink, serve_fast_sink
 from digest.mailer import SmtpPool, SmtpSettings
-from digest.smtp_sink import SinkProcess, SmtpSink, serve_fast_sink
 
 DATA = b"From: digest@example.org\r\nTo: reader@example.org\r\nSubject: hi\r\n\r\n.dot line\r\nbody\r\n"
 
@@ -75,7 +75,7 @@ def test_the_sink_process_serves_on_a_free_port_and_reports_its_count() -> None:
 
 def test_the_module_runs_as_a_command_and_stops_when_stdin_closes(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digest.smtp_sink", "--out", str(tmp_path)],
+        [sys.executable, "-m", "digest.demo.smtp_sink", "--out", str(tmp_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

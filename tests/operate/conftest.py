@@ -11,7 +11,7 @@ import pytest
 # pipeline_helpers (config, subscribers, mail reading) is shared with the pipeline tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
-from digest.sources.snapshot_server import SnapshotServer
+from digest.demo.snapshot_server import SnapshotServer
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline_helpers import SECRET, config_data
 
-from digest.sources.snapshot_server import SnapshotServer
+from digest.demo.snapshot_server import SnapshotServer
 
 FIXTURE_DAY = date(2026, 8, 21)  # 17 papers; "agent*" matches several of them
 

@@ -26,7 +26,7 @@ from smtp_server import FaultySmtpServer
 from digest.config import Config, SubscriberEntry
 from digest.pipeline import RunOptions
 from digest.scheduler import RETRY_JOB_ID
-from digest.server import DigestService, make_scheduler, sync_subscribers
+from digest.service import DigestService, make_scheduler, sync_subscribers
 from digest.store import db
 from digest.store.tables import run
 

@@ -22,7 +22,7 @@ from smtp_server import HANG, FaultySmtpServer
 from digest.config import Config
 from digest.errors import DeliveryError
 from digest.scheduler import missed_run_date
-from digest.server import DigestService, LazyMailer
+from digest.service import DigestService, LazyMailer
 from digest.store import db
 from digest.store.tables import alert, run
 from digest.web.health import health

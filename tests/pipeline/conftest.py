@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.sources.snapshot_server import SnapshotServer
+from digest.demo.snapshot_server import SnapshotServer
 
 
 @pytest.fixture

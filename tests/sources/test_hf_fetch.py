@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from digest.config import SourceConfig
+from digest.demo.snapshot_server import API_PATH, Fault, SnapshotServer
 from digest.errors import SourceError
 from digest.sources import RetryPolicy, fetch_day, fetch_days, window_days
-from digest.sources.snapshot_server import API_PATH, Fault, SnapshotServer
 
 FAST = RetryPolicy(max_attempts=5, backoff_base_s=0.01, backoff_max_s=0.05)
 DAY = date(2026, 8, 21)  # 17 papers in the capture

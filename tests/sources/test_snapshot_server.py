@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digest.sources.snapshot_server import API_PATH, Fault, SnapshotServer
+from digest.demo.snapshot_server import API_PATH, Fault, SnapshotServer
 
 
 @pytest.fixture

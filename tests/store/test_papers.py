@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from digest.models import Paper
 from digest.sources import papers_from_api_json
-from digest.store.papers import delivered_ids, load_papers, undelivered_papers, upsert_papers
+from digest.store.papers import delivered_ids, load_papers, upsert_papers
 from digest.store.tables import delivered_paper, paper, subscriber
 
 T0 = datetime(2026, 8, 21, 7, 0, tzinfo=UTC)
@@ -143,22 +143,6 @@ def test_load_papers_takes_the_window_and_the_upvote_floor(engine: sa.Engine, hf
     popular = load_papers(engine, date(2025, 1, 1), date(2026, 12, 31), min_upvotes=50)
     assert popular and all(p.upvotes >= 50 for p in popular)
     assert [p.daily_date for p in popular] == sorted((p.daily_date for p in popular), reverse=True)
-
-
-def test_undelivered_papers_are_the_window_minus_what_was_sent(engine: sa.Engine, hf_fixtures: Path) -> None:
-    today = _fixture_papers(hf_fixtures)
-    earlier = _fixture_papers(hf_fixtures, "2026-07-27")
-    upsert_papers(engine, today + earlier, T0)
-    alice = _add_subscriber(engine, "alice@example.org")
-    bob = _add_subscriber(engine, "bob@example.org")
-    _deliver(engine, alice, [p.id for p in today[:5]])
-
-    window = (date(2026, 8, 19), DAY)
-    assert {p.id for p in undelivered_papers(engine, alice, *window)} == {p.id for p in today[5:]}
-    assert len(undelivered_papers(engine, bob, *window)) == 17
-    # A wider window catches up a missed day, and still never repeats.
-    wide = undelivered_papers(engine, alice, date(2026, 7, 1), DAY)
-    assert len(wide) == 12 + 14
 
 
 def test_delivered_ids_answers_for_many_subscribers_at_once(engine: sa.Engine, hf_fixtures: Path) -> None:

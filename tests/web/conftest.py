@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from web_helpers import BASE, NOW, SECRET, Clock, Web, make_config, week_of_papers
 
 from digest.config import Config
+from digest.demo.smtp_sink import SmtpSink
 from digest.mailer import SmtpPool, SmtpSettings
-from digest.smtp_sink import SmtpSink
 from digest.store.papers import upsert_papers
 from digest.web import create_app
 

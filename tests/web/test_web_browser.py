@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import uvicorn
 from web_helpers import Clock, make_config
 
+from digest.demo.smtp_sink import SmtpSink
 from digest.mailer import SmtpPool, SmtpSettings
-from digest.smtp_sink import SmtpSink
 from digest.store import subscribers as repo
 from digest.web import create_app
 

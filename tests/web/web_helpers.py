@@ -12,8 +12,8 @@ import httpx
 import sqlalchemy as sa
 
 from digest.config import Config, parse_config
+from digest.demo.smtp_sink import ReceivedMessage, SmtpSink
 from digest.models import Paper
-from digest.smtp_sink import ReceivedMessage, SmtpSink
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SECRET = "test-secret-key-that-is-long-enough-0123456789"

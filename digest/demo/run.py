@@ -17,19 +17,17 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from digest.config import parse_config
+from digest.demo.smtp_sink import SmtpSink
+from digest.demo.snapshot_server import SnapshotServer
 from digest.errors import DigestError
 from digest.mailer import SmtpPool, SmtpSettings
 from digest.models import RunReport, SubscriberStatus
 from digest.pipeline import RunOptions, open_store, run_digest
-from digest.smtp_sink import SmtpSink
-from digest.sources.snapshot_server import SnapshotServer
+from digest.store.papers import delivered_counts
 from digest.store.subscribers import add_subscriber
-from digest.store.tables import delivered_paper, subscriber
 
-DEMO_DATA = Path(__file__).with_name("demo_data")
+DEMO_DATA = Path(__file__).parents[1] / "demo_data"
 DEMO_DATE = date(2026, 8, 21)
 DEMO_SUBSCRIBERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("ada@example.org", "Ada", ("agent*", '"coding agents"')),
@@ -86,7 +84,7 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
         for addr, name, rules in DEMO_SUBSCRIBERS:
             add_subscriber(engine, addr, rules, now=_now(), name=name, status=SubscriberStatus.ACTIVE)
         report = asyncio.run(_run(config, engine))
-        counts = _delivered_counts(engine)
+        counts = delivered_counts(engine)
         engine.dispose()
         if report.status != "done":
             raise DigestError(f"the demo run did not finish: {report.error or report.status}")
@@ -115,16 +113,6 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
 async def _run(config: Any, engine: Any) -> RunReport:
     async with SmtpPool(SmtpSettings.from_config(config)) as pool:
         return await run_digest(config, engine, DEMO_DATE, pool, options=RunOptions(retry_base_s=0.1))
-
-
-def _delivered_counts(engine: sa.Engine) -> dict[str, int]:
-    query = (
-        sa.select(subscriber.c.email, sa.func.count())
-        .join(delivered_paper, delivered_paper.c.subscriber_id == subscriber.c.id)
-        .group_by(subscriber.c.email)
-    )
-    with engine.connect() as conn:
-        return {email_: int(n) for email_, n in conn.execute(query)}
 
 
 def _part(msg: Message, content_type: str) -> str | None:

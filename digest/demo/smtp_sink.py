@@ -10,7 +10,7 @@
 - ``serve_fast_sink``: a minimal asyncio SMTP responder that counts and discards, fast enough that it is
   not the bottleneck of a sending benchmark. ``SinkProcess`` runs it in another process.
 
-Run one by hand: ``python -m digest.smtp_sink [--fast] [--port 0] [--out DIR]`` prints ``port N`` on its
+Run one by hand: ``python -m digest.demo.smtp_sink [--fast] [--port 0] [--out DIR]`` prints ``port N`` on its
 first line, then serves until interrupted or until its standard input closes.
 """
 
@@ -292,7 +292,7 @@ class SinkProcess:
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Self:
-        args = [sys.executable, "-m", "digest.smtp_sink", "--port", "0"]
+        args = [sys.executable, "-m", "digest.demo.smtp_sink", "--port", "0"]
         if self.fast:
             args.append("--fast")
         if self.out is not None:
@@ -347,8 +347,10 @@ def _stdin_closed(stop: threading.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m digest.smtp_sink``: serve until interrupted or stdin closes; print ``port N`` first."""
-    parser = argparse.ArgumentParser(prog="python -m digest.smtp_sink", description=__doc__.splitlines()[0])
+    """``python -m digest.demo.smtp_sink``: serve until interrupted or stdin closes; print ``port N`` first."""
+    parser = argparse.ArgumentParser(
+        prog="python -m digest.demo.smtp_sink", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--host", default=LOOPBACK)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--fast", action="store_true", help="count and discard (for benchmarks)")
