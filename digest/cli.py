@@ -358,11 +358,21 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:
+        # A mistyped command or option. Typer raises the click exceptions it vendors (subclasses of
+        # TyperException, not of the click package's ClickException): one line, exit 2 for usage errors.
+        sys.exit(_usage_error(exc))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """Print a command-line error as one line; its exit code (2 for a usage error)."""
+    message = exc.format_message().strip()
+    if "\n" in message:  # `digest` alone: the help text (no_args_is_help)
+        err.print(message, markup=False)
+        return int(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
+    end = "" if message.endswith((".", "?", "!")) else "."
+    err.print(f"error: {message}{end}{hint}", markup=False)
+    return int(exc.exit_code)
