@@ -24,12 +24,12 @@ from typing import Any
 import aiosmtplib
 import sqlalchemy as sa
 
-from digest.config import parse_config
+from digest.config_load import parse_config
+from digest.demo.smtp_sink import SinkProcess
+from digest.demo.snapshot_server import SnapshotServer
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import Rule, Subscriber
 from digest.pipeline import Composer, run_digest
-from digest.demo.smtp_sink import SinkProcess
-from digest.demo.snapshot_server import SnapshotServer
 from digest.store import db
 from digest.store.papers import load_papers
 from digest.store.tables import rule, subscriber

@@ -17,8 +17,8 @@ import time
 
 import aiosmtplib
 
-from digest.mailer import SmtpPool, SmtpSettings
 from digest.demo.smtp_sink import SinkProcess
+from digest.mailer import SmtpPool, SmtpSettings
 
 SENDER = "digest@example.org"
 HOST = "127.0.0.1"

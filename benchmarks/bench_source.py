@@ -32,9 +32,9 @@ import httpx
 import sqlalchemy as sa
 
 from digest.config import SourceConfig
+from digest.demo.snapshot_server import SnapshotServer
 from digest.sources import fetch_day, papers_from_api_json
 from digest.sources.hf_html import parse_listing
-from digest.demo.snapshot_server import SnapshotServer
 from digest.store.db import open_database
 from digest.store.papers import load_papers, upsert_papers
 

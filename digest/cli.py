@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import config as config_mod
+from digest import config_load
 from digest.errors import DigestError
 
 app = typer.Typer(
@@ -63,11 +64,11 @@ def _main(
 
 
 def _config_path() -> Path:
-    return state.config_path or config_mod.default_config_path()
+    return state.config_path or config_load.default_config_path()
 
 
 def _load() -> config_mod.Config:
-    return config_mod.load_config(_config_path())
+    return config_load.load_config(_config_path())
 
 
 def _parse_date(value: str | None, cfg: config_mod.Config | None) -> date:

@@ -1,30 +1,24 @@
-"""Configuration: one TOML file -> a validated, frozen Config.
+"""Configuration: the validated, frozen Config and its sections (``config_load`` reads the TOML file).
 
-Every problem is reported as one line ``config.toml: smtp.port: expected an integer, got 'abc'``.
 Secrets never sit in the file: the file names an environment variable, and the secret is read from that
-variable or from the file named by ``NAME_FILE``.
+variable or from the file named by ``NAME_FILE`` (:func:`read_secret`).
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
-import secrets
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
-CONFIG_ENV = "DIGEST_CONFIG"
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "placeholder", "xxx", "replace-me"})
 MIN_SECRET_LENGTH = 32
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -380,102 +374,3 @@ def read_secret(env_name: str, path: Path, key: str, *, required: bool) -> str |
             [f"{path}: {key}: set ${env_name} or ${env_name}_FILE (secrets never sit in the file)"]
         )
     return None
-
-
-def default_config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
-
-
-def load_config(path: Path | str | None = None) -> Config:
-    """Read and validate the config file; raise ConfigError with one line per problem."""
-    path = Path(path) if path is not None else default_config_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            [f"{path}: not found (run 'digest init' to write one, or pass --config / set ${CONFIG_ENV})"]
-        ) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
-    return parse_config(data, path)
-
-
-def parse_config(data: Mapping[str, Any], path: Path) -> Config:
-    """Validate already-parsed TOML data."""
-    if "path" in data:
-        raise ConfigError([f"{path}: path: unknown key"])
-    try:
-        return Config.model_validate({**data, "path": path})
-    except ValidationError as exc:
-        raise ConfigError([f"{path}: {_describe(err, data)}" for err in exc.errors()]) from None
-
-
-_EXPECTED = {
-    "int_parsing": "expected an integer",
-    "int_type": "expected an integer",
-    "int_from_float": "expected a whole number",
-    "float_parsing": "expected a number",
-    "float_type": "expected a number",
-    "bool_parsing": "expected true or false",
-    "bool_type": "expected true or false",
-    "string_type": "expected a string",
-    "list_type": "expected a list",
-    "model_type": "expected a table",
-    "dict_type": "expected a table",
-}
-
-
-def _describe(err: Any, data: Mapping[str, Any]) -> str:
-    loc = [str(p) for p in err["loc"]]
-    kind = err["type"]
-    key = ".".join(loc) if loc else "(top level)"
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key{_did_you_mean(loc, data)}"
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    if kind in _EXPECTED:
-        return f"{key}: {_EXPECTED[kind]}, got {err['input']!r}"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"{key}: expected one of {expected}, got {err['input']!r}"
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{key}: {err['msg'].lower()}, got {err['input']!r}"
-    if kind == "too_short":
-        return f"{key}: must not be empty"
-    if kind == "value_error":
-        msg = str(err.get("ctx", {}).get("error", err["msg"]))
-        if err["loc"] and str(err["loc"][-1]) == "from_":
-            key = ".".join([*loc[:-1], "from"])
-        return f"{key}: {msg}"
-    return f"{key}: {err['msg']}"
-
-
-def _did_you_mean(loc: list[str], data: Mapping[str, Any]) -> str:
-    model: Any = Config
-    for part in loc[:-1]:
-        if part.isdigit():
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return ""
-        ann = field.annotation
-        inner = getattr(ann, "__args__", None)
-        model = inner[0] if inner and isinstance(inner[0], type) else ann
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return ""
-    names = [(f.alias or n) for n, f in model.model_fields.items() if n != "path"]
-    close = difflib.get_close_matches(loc[-1], names, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(names)})"
-
-
-def new_secret_key() -> str:
-    return secrets.token_urlsafe(48)
-
-
-EXAMPLE_CONFIG = Path(__file__).with_name("config.example.toml")

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from digest.config import EXAMPLE_CONFIG, Config, load_config, new_secret_key
+from digest.config import Config
+from digest.config_load import EXAMPLE_CONFIG, load_config, new_secret_key
 from digest.errors import ConfigError, DigestError
 from digest.pipeline import check_config_subscribers
 from digest.store import db

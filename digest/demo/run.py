@@ -17,7 +17,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from digest.config import parse_config
+from digest.config_load import parse_config
 from digest.demo.smtp_sink import SmtpSink
 from digest.demo.snapshot_server import SnapshotServer
 from digest.errors import DigestError

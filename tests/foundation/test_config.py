@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import EXAMPLE_CONFIG, load_config, parse_config
+from digest.config_load import EXAMPLE_CONFIG, load_config, parse_config
 from digest.errors import ConfigError
 
 GOOD_KEY = "k" * 48

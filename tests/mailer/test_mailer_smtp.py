@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from smtp_server import DROP, HANG, FaultySmtpServer
 
-from digest.config import parse_config
+from digest.config_load import parse_config
 from digest.errors import DeliveryError
 from digest.mailer import SmtpPool, SmtpSettings, prepare_data, send_with_retry
 

@@ -18,7 +18,8 @@ import yaml
 from operate_helpers import serve_config, start_serve
 
 from digest.cli import app as cli_app
-from digest.config import CONFIG_ENV, EXAMPLE_CONFIG, Config, WebConfig, load_config
+from digest.config import Config, WebConfig
+from digest.config_load import CONFIG_ENV, EXAMPLE_CONFIG, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

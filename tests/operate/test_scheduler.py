@@ -212,7 +212,7 @@ async def test_the_retry_job_takes_up_only_today_s_unfinished_run_after_its_fire
 
 
 def test_the_retry_job_picks_up_todays_run_left_running_by_a_dead_process(tmp_path: Path) -> None:
-    from digest.config import parse_config
+    from digest.config_load import parse_config
     from digest.scheduler import retry_run_date
     from digest.store import db
 

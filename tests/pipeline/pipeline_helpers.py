@@ -13,7 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from digest.config import Config, parse_config
+from digest.config import Config
+from digest.config_load import parse_config
 from digest.models import SubscriberStatus
 from digest.store.subscribers import add_subscriber
 from digest.store.tables import delivered_paper, delivery, subscriber

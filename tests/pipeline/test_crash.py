@@ -59,7 +59,7 @@ def add_subscribers(config: Path, n: int) -> list[str]:
     # One process adds them all (fast), through the same code path as `digest subscribe --confirmed`.
     code = (
         "import sys, datetime\n"
-        "from digest.config import load_config\n"
+        "from digest.config_load import load_config\n"
         "from digest.pipeline import open_store\n"
         "from digest.store.subscribers import add_subscriber\n"
         "from digest.models import SubscriberStatus\n"

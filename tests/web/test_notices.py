@@ -5,7 +5,7 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from digest.config import parse_config
+from digest.config_load import parse_config
 from digest.message import build_message
 from digest.models import Cadence, Rule, Subscriber, SubscriberStatus
 from digest.notices import (

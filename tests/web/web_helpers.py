@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from digest.config import Config, parse_config
+from digest.config import Config
+from digest.config_load import parse_config
 from digest.demo.smtp_sink import ReceivedMessage, SmtpSink
 from digest.models import Paper
 
