@@ -3,7 +3,7 @@ every run (see :func:`sync_config_subscribers`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,6 +66,27 @@ def sync_config_subscribers(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """One ``[[subscribers]]`` entry, checked: what the database must say about this address."""
+
+    address: str
+    queries: list[str]
+    name: str | None
+    cadence: str
+    weekday: int
+
+    @classmethod
+    def of(cls, address: str, entry: SubscriberEntry, queries: list[str]) -> _Listed:
+        return cls(
+            address,
+            queries,
+            checked_name(entry.name),
+            Cadence(entry.cadence).value,
+            WEEKDAYS.index(entry.weekday),
+        )
+
+
 def _sync(
     conn: sa.Connection, wanted: dict[str, tuple[SubscriberEntry, list[str]]], when: datetime
 ) -> SyncResult:
@@ -80,84 +101,101 @@ def _sync(
     }
     current_rules = rules_by_subscriber(conn, [r.id for r in rows.values()])
     for address, (entry, queries) in wanted.items():
-        cadence = Cadence(entry.cadence).value
-        weekday = WEEKDAYS.index(entry.weekday)
-        clean_name = checked_name(entry.name)
+        listed = _Listed.of(address, entry, queries)
         row = rows.get(address)
         if row is None:
-            new_id = conn.execute(
-                sa.insert(subscriber)
-                .values(
-                    email=address,
-                    name=clean_name,
-                    status=SubscriberStatus.ACTIVE.value,
-                    cadence=cadence,
-                    weekday=weekday,
-                    managed_by_config=True,
-                    created_at=when,
-                    updated_at=when,
-                    confirmed_at=when,
-                    token_version=0,
-                    consent_at=when,
-                    consent_source="config",
-                )
-                .returning(subscriber.c.id)
-            ).scalar_one()
-            replace_rules(conn, new_id, queries)
+            _insert(conn, listed, when)
             result.created.append(address)
-            continue
         # An unsubscribe is always honoured, and a dead address is not revived by restarting the service.
-        if row.status == SubscriberStatus.UNSUBSCRIBED.value:
+        elif row.status == SubscriberStatus.UNSUBSCRIBED.value:
             result.kept_unsubscribed.append(address)
-            continue
-        if row.status == SubscriberStatus.BOUNCED.value:
+        elif row.status == SubscriberStatus.BOUNCED.value:
             result.kept_bounced.append(address)
-            continue
-        have = [x.query for x in current_rules.get(row.id, [])]
-        same = (
-            row.managed_by_config
-            and row.status == SubscriberStatus.ACTIVE.value
-            and row.cadence == cadence
-            and row.weekday == weekday
-            and row.name == clean_name
-            and have == queries
-        )
-        if same:
+        elif not _update(conn, row, [x.query for x in current_rules.get(row.id, [])], listed, when):
             result.unchanged += 1
-            continue
-        values: dict[str, Any] = {
-            "name": clean_name,
-            "cadence": cadence,
-            "weekday": weekday,
-            "managed_by_config": True,
-            "updated_at": when,
-        }
-        if row.status != SubscriberStatus.ACTIVE.value:  # pending or paused: the operator's list wins
-            values.update(status=SubscriberStatus.ACTIVE.value, unsubscribed_at=None)
-            values["confirmed_at"] = row.confirmed_at or when
-        if not row.managed_by_config:
-            values.update(consent_at=when, consent_source="config")
-        conn.execute(sa.update(subscriber).where(subscriber.c.id == row.id).values(**values))
-        if have != queries:
-            replace_rules(conn, row.id, queries)
-        (result.updated if row.managed_by_config else result.adopted).append(address)
-    gone = [r.id for a, r in rows.items() if r.managed_by_config and a not in wanted]
-    if gone:
-        conn.execute(
-            sa.update(subscriber)
-            .where(subscriber.c.id.in_(gone))
-            .values(
-                status=SubscriberStatus.UNSUBSCRIBED.value,
-                managed_by_config=False,
-                updated_at=when,
-                unsubscribed_at=sa.func.coalesce(subscriber.c.unsubscribed_at, when),
-            )
-        )
-        result.unsubscribed.extend(
-            sorted(
-                a
-                for a, r in rows.items()
-                if r.managed_by_config and a not in wanted and r.status != SubscriberStatus.UNSUBSCRIBED.value
-            )
-        )
+        else:
+            (result.updated if row.managed_by_config else result.adopted).append(address)
+    _release_unlisted(conn, rows, wanted, when, result)
     return result
+
+
+def _insert(conn: sa.Connection, listed: _Listed, when: datetime) -> None:
+    new_id = conn.execute(
+        sa.insert(subscriber)
+        .values(
+            email=listed.address,
+            name=listed.name,
+            status=SubscriberStatus.ACTIVE.value,
+            cadence=listed.cadence,
+            weekday=listed.weekday,
+            managed_by_config=True,
+            created_at=when,
+            updated_at=when,
+            confirmed_at=when,
+            token_version=0,
+            consent_at=when,
+            consent_source="config",
+        )
+        .returning(subscriber.c.id)
+    ).scalar_one()
+    replace_rules(conn, new_id, listed.queries)
+
+
+def _update(conn: sa.Connection, row: Any, have: list[str], listed: _Listed, when: datetime) -> bool:
+    """Make a listed row what the config says; False when it already was."""
+    same = (
+        row.managed_by_config
+        and row.status == SubscriberStatus.ACTIVE.value
+        and row.cadence == listed.cadence
+        and row.weekday == listed.weekday
+        and row.name == listed.name
+        and have == listed.queries
+    )
+    if same:
+        return False
+    values: dict[str, Any] = {
+        "name": listed.name,
+        "cadence": listed.cadence,
+        "weekday": listed.weekday,
+        "managed_by_config": True,
+        "updated_at": when,
+    }
+    if row.status != SubscriberStatus.ACTIVE.value:  # pending or paused: the operator's list wins
+        values.update(status=SubscriberStatus.ACTIVE.value, unsubscribed_at=None)
+        values["confirmed_at"] = row.confirmed_at or when
+    if not row.managed_by_config:
+        values.update(consent_at=when, consent_source="config")
+    conn.execute(sa.update(subscriber).where(subscriber.c.id == row.id).values(**values))
+    if have != listed.queries:
+        replace_rules(conn, row.id, listed.queries)
+    return True
+
+
+def _release_unlisted(
+    conn: sa.Connection,
+    rows: dict[str, Any],
+    wanted: Mapping[str, object],
+    when: datetime,
+    result: SyncResult,
+) -> None:
+    """Managed subscribers no longer in the config: unsubscribed and handed back to the web."""
+    gone = [r.id for a, r in rows.items() if r.managed_by_config and a not in wanted]
+    if not gone:
+        return
+    conn.execute(
+        sa.update(subscriber)
+        .where(subscriber.c.id.in_(gone))
+        .values(
+            status=SubscriberStatus.UNSUBSCRIBED.value,
+            managed_by_config=False,
+            updated_at=when,
+            unsubscribed_at=sa.func.coalesce(subscriber.c.unsubscribed_at, when),
+        )
+    )
+    result.unsubscribed.extend(
+        sorted(
+            a
+            for a, r in rows.items()
+            if r.managed_by_config and a not in wanted and r.status != SubscriberStatus.UNSUBSCRIBED.value
+        )
+    )

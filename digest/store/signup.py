@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -70,72 +71,87 @@ def request_subscription(
     unsubscribed/bounced) address, ``token_version`` is bumped: a confirmation link mailed before (which the
     owner may still click) no longer activates rules its owner never saw; only the next mail's link does.
     """
-    address = normalize_email(email)
-    queries = clean_rules(rules)
-    clean_name = checked_name(name)
-    when = utc(now)
+    form = _Form(normalize_email(email), clean_rules(rules), checked_name(name), utc(now), consent)
     for _attempt in range(2):  # a concurrent insert of the same address: the second pass sees it
         try:
             with engine.begin() as conn:
-                sub = load(conn, subscriber.c.email == address)
+                sub = load(conn, subscriber.c.email == form.address)
                 if sub is None:
-                    new_id = conn.execute(
-                        sa.insert(subscriber)
-                        .values(
-                            email=address,
-                            name=clean_name,
-                            status=SubscriberStatus.PENDING.value,
-                            cadence=Cadence.DAILY.value,
-                            weekday=0,
-                            managed_by_config=False,
-                            created_at=when,
-                            updated_at=when,
-                            token_version=0,
-                            **consent_values(consent),
-                        )
-                        .returning(subscriber.c.id)
-                    ).scalar_one()
-                    replace_rules(conn, new_id, queries)
-                    created = load(conn, subscriber.c.id == new_id)
-                    assert created is not None
-                    return created, SubscribeOutcome.NEW
+                    return _insert(conn, form), SubscribeOutcome.NEW
                 if sub.managed_by_config:
                     return sub, SubscribeOutcome.MANAGED
                 if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
                     return sub, SubscribeOutcome.ACTIVE
-                outcome = (
-                    SubscribeOutcome.PENDING
-                    if sub.status == SubscriberStatus.PENDING
-                    else SubscribeOutcome.RESUBSCRIBED
-                )
-                changed = [r.query for r in sub.rules] != queries or sub.name != clean_name
-                where = [subscriber.c.id == sub.id]
-                if changed:
-                    # While the last confirmation mail is fresh (its link is the one the owner will click),
-                    # nobody can swap the rules under it: the conditional update changes nothing.
-                    where.append(_confirmation_claim_free(when))
-                done = conn.execute(
-                    sa.update(subscriber)
-                    .where(*where)
-                    .values(
-                        status=SubscriberStatus.PENDING.value,
-                        name=clean_name,
-                        updated_at=when,
-                        hard_bounces=0,
-                        token_version=subscriber.c.token_version + (1 if changed else 0),
-                        **consent_values(consent),
-                    )
-                )
-                if done.rowcount != 1:
-                    return sub, SubscribeOutcome.TOO_SOON
-                if changed:
-                    replace_rules(conn, sub.id, queries)
-                renewed = load(conn, subscriber.c.id == sub.id)
-                assert renewed is not None
-                return renewed, outcome
+                return _renew(conn, sub, form)
         except sa.exc.IntegrityError:
             continue
-    raise SubscriberError(f"{address}: could not store the subscription; try again")
+    raise SubscriberError(f"{form.address}: could not store the subscription; try again")
+
+
+@dataclass(frozen=True, slots=True)
+class _Form:
+    """A subscription request, checked and cleaned."""
+
+    address: str
+    queries: list[str]
+    name: str | None
+    when: datetime
+    consent: Consent | None
+
+
+def _insert(conn: sa.Connection, form: _Form) -> Subscriber:
+    new_id = conn.execute(
+        sa.insert(subscriber)
+        .values(
+            email=form.address,
+            name=form.name,
+            status=SubscriberStatus.PENDING.value,
+            cadence=Cadence.DAILY.value,
+            weekday=0,
+            managed_by_config=False,
+            created_at=form.when,
+            updated_at=form.when,
+            token_version=0,
+            **consent_values(form.consent),
+        )
+        .returning(subscriber.c.id)
+    ).scalar_one()
+    replace_rules(conn, new_id, form.queries)
+    created = load(conn, subscriber.c.id == new_id)
+    assert created is not None
+    return created
+
+
+def _renew(conn: sa.Connection, sub: Subscriber, form: _Form) -> tuple[Subscriber, SubscribeOutcome]:
+    """A pending, unsubscribed or bounced address asks again: pending with the new rules and consent."""
+    outcome = (
+        SubscribeOutcome.PENDING if sub.status == SubscriberStatus.PENDING else SubscribeOutcome.RESUBSCRIBED
+    )
+    changed = [r.query for r in sub.rules] != form.queries or sub.name != form.name
+    where = [subscriber.c.id == sub.id]
+    if changed:
+        # While the last confirmation mail is fresh (its link is the one the owner will click),
+        # nobody can swap the rules under it: the conditional update changes nothing.
+        where.append(_confirmation_claim_free(form.when))
+    done = conn.execute(
+        sa.update(subscriber)
+        .where(*where)
+        .values(
+            status=SubscriberStatus.PENDING.value,
+            name=form.name,
+            updated_at=form.when,
+            hard_bounces=0,
+            token_version=subscriber.c.token_version + (1 if changed else 0),
+            **consent_values(form.consent),
+        )
+    )
+    if done.rowcount != 1:
+        return sub, SubscribeOutcome.TOO_SOON
+    if changed:
+        replace_rules(conn, sub.id, form.queries)
+    renewed = load(conn, subscriber.c.id == sub.id)
+    assert renewed is not None
+    return renewed, outcome
 
 
 def confirm_subscriber(engine: sa.Engine, subscriber_id: int, *, now: datetime) -> bool:

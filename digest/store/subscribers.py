@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -67,21 +67,28 @@ class SubscriberInfo:
         }
 
 
+class NewSubscriber(TypedDict, total=False):
+    """The optional fields of :func:`add_subscriber` (a new subscriber is pending, daily, not managed)."""
+
+    name: str | None
+    status: SubscriberStatus
+    cadence: Cadence
+    weekday: int
+    managed_by_config: bool
+    consent: Consent | None
+
+
 def add_subscriber(
-    engine: sa.Engine,
-    email: str,
-    rules: Sequence[str],
-    *,
-    now: datetime,
-    name: str | None = None,
-    status: SubscriberStatus = SubscriberStatus.PENDING,
-    cadence: Cadence = Cadence.DAILY,
-    weekday: int = 0,
-    managed_by_config: bool = False,
-    consent: Consent | None = None,
+    engine: sa.Engine, email: str, rules: Sequence[str], *, now: datetime, **fields: Unpack[NewSubscriber]
 ) -> Subscriber:
     """Store a new subscriber with its rules. SubscriberError if the address is invalid or already known;
     RuleError if a rule does not parse."""
+    name = fields.get("name")
+    status = fields.get("status", SubscriberStatus.PENDING)
+    cadence = fields.get("cadence", Cadence.DAILY)
+    weekday = fields.get("weekday", 0)
+    managed_by_config = fields.get("managed_by_config", False)
+    consent = fields.get("consent")
     address = normalize_email(email)
     queries = clean_rules(rules)
     clean_name = checked_name(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse
@@ -66,30 +66,18 @@ class FormCheck:
         return check
 
 
-def subscribe_page(
-    site: Site,
-    request: Request,
-    status: int = 200,
-    *,
-    values: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    preview: Preview | None = None,
-    notice: str = "",
-) -> HTMLResponse:
-    """The front page, with the form as sent, its errors and the preview."""
-    form = values or {"email": "", "name": "", "rules": ""}
-    return site.with_csrf(
-        request,
-        lambda token: site.page(
-            "index.html",
-            status,
-            csrf_token=token,
-            form=form,
-            errors=errors or {},
-            preview=preview or Preview.empty(),
-            notice=notice,
-        ),
-    )
+def subscribe_page(site: Site, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+    """The front page. ``context``: ``values`` (the form as sent), ``errors``, ``preview``, ``notice``."""
+    page: dict[str, Any] = {
+        "form": {"email": "", "name": "", "rules": ""},
+        "errors": {},
+        "preview": Preview.empty(),
+        "notice": "",
+    }
+    if context.get("values"):
+        page["form"] = context.pop("values")
+    page.update((k, v) for k, v in context.items() if k in page and v)
+    return site.with_csrf(request, lambda token: site.page("index.html", status, csrf_token=token, **page))
 
 
 @router.get("/", response_class=HTMLResponse)
