@@ -14,7 +14,14 @@ from digest.addresses import normalize_email
 from digest.config import WEEKDAYS, SubscriberEntry
 from digest.errors import SubscriberError
 from digest.models import Cadence, SubscriberStatus
-from digest.store.subscriber_rows import checked_name, clean_rules, replace_rules, rules_by_subscriber, utc
+from digest.store.subscriber_rows import (
+    checked_name,
+    clean_rules,
+    insert_subscriber,
+    replace_rules,
+    rules_by_subscriber,
+    utc,
+)
 from digest.store.tables import subscriber
 
 
@@ -120,25 +127,21 @@ def _sync(
 
 
 def _insert(conn: sa.Connection, listed: _Listed, when: datetime) -> None:
-    new_id = conn.execute(
-        sa.insert(subscriber)
-        .values(
-            email=listed.address,
-            name=listed.name,
-            status=SubscriberStatus.ACTIVE.value,
-            cadence=listed.cadence,
-            weekday=listed.weekday,
-            managed_by_config=True,
-            created_at=when,
-            updated_at=when,
-            confirmed_at=when,
-            token_version=0,
-            consent_at=when,
-            consent_source="config",
-        )
-        .returning(subscriber.c.id)
-    ).scalar_one()
-    replace_rules(conn, new_id, listed.queries)
+    values = {
+        "email": listed.address,
+        "name": listed.name,
+        "status": SubscriberStatus.ACTIVE.value,
+        "cadence": listed.cadence,
+        "weekday": listed.weekday,
+        "managed_by_config": True,
+        "created_at": when,
+        "updated_at": when,
+        "confirmed_at": when,
+        "token_version": 0,
+        "consent_at": when,
+        "consent_source": "config",
+    }
+    insert_subscriber(conn, values, listed.queries)
 
 
 def _update(conn: sa.Connection, row: Any, have: list[str], listed: _Listed, when: datetime) -> bool:

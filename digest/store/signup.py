@@ -18,7 +18,9 @@ from digest.store.subscriber_rows import (
     checked_name,
     clean_rules,
     consent_values,
+    insert_subscriber,
     load,
+    reload,
     replace_rules,
     utc,
 )
@@ -100,26 +102,19 @@ class _Form:
 
 
 def _insert(conn: sa.Connection, form: _Form) -> Subscriber:
-    new_id = conn.execute(
-        sa.insert(subscriber)
-        .values(
-            email=form.address,
-            name=form.name,
-            status=SubscriberStatus.PENDING.value,
-            cadence=Cadence.DAILY.value,
-            weekday=0,
-            managed_by_config=False,
-            created_at=form.when,
-            updated_at=form.when,
-            token_version=0,
-            **consent_values(form.consent),
-        )
-        .returning(subscriber.c.id)
-    ).scalar_one()
-    replace_rules(conn, new_id, form.queries)
-    created = load(conn, subscriber.c.id == new_id)
-    assert created is not None
-    return created
+    values = {
+        "email": form.address,
+        "name": form.name,
+        "status": SubscriberStatus.PENDING.value,
+        "cadence": Cadence.DAILY.value,
+        "weekday": 0,
+        "managed_by_config": False,
+        "created_at": form.when,
+        "updated_at": form.when,
+        "token_version": 0,
+        **consent_values(form.consent),
+    }
+    return reload(conn, insert_subscriber(conn, values, form.queries))
 
 
 def _renew(conn: sa.Connection, sub: Subscriber, form: _Form) -> tuple[Subscriber, SubscribeOutcome]:
@@ -149,9 +144,7 @@ def _renew(conn: sa.Connection, sub: Subscriber, form: _Form) -> tuple[Subscribe
         return sub, SubscribeOutcome.TOO_SOON
     if changed:
         replace_rules(conn, sub.id, form.queries)
-    renewed = load(conn, subscriber.c.id == sub.id)
-    assert renewed is not None
-    return renewed, outcome
+    return reload(conn, sub.id), outcome
 
 
 def confirm_subscriber(engine: sa.Engine, subscriber_id: int, *, now: datetime) -> bool:

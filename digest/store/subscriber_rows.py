@@ -111,6 +111,20 @@ def load(conn: sa.Connection, where: sa.ColumnElement[bool]) -> Subscriber | Non
     return to_subscriber(row, rules_by_subscriber(conn, [row.id]).get(row.id, []))
 
 
+def reload(conn: sa.Connection, subscriber_id: int) -> Subscriber:
+    """The subscriber just written in this transaction (it exists: we hold the write)."""
+    sub = load(conn, subscriber.c.id == subscriber_id)
+    assert sub is not None
+    return sub
+
+
+def insert_subscriber(conn: sa.Connection, values: dict[str, Any], queries: Sequence[str]) -> int:
+    """Insert one subscriber row with its rules; its id (IntegrityError when the address exists)."""
+    new_id: int = conn.execute(sa.insert(subscriber).values(**values).returning(subscriber.c.id)).scalar_one()
+    replace_rules(conn, new_id, queries)
+    return new_id
+
+
 def require(conn: sa.Connection, subscriber_id: int, *, allow_managed: bool) -> Subscriber:
     sub = load(conn, subscriber.c.id == subscriber_id)
     if sub is None or sub.email.endswith("@" + DELETED_DOMAIN):

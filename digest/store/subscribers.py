@@ -34,9 +34,11 @@ from digest.store.subscriber_rows import (
     checked_name,
     clean_rules,
     consent_values,
+    insert_subscriber,
     load,
     not_deleted,
     read_time,
+    reload,
     replace_rules,
     require,
     rules_by_subscriber,
@@ -108,15 +110,9 @@ def add_subscriber(
     }
     try:
         with engine.begin() as conn:
-            new_id = conn.execute(
-                sa.insert(subscriber).values(**values).returning(subscriber.c.id)
-            ).scalar_one()
-            replace_rules(conn, new_id, queries)
-            created = load(conn, subscriber.c.id == new_id)
+            return reload(conn, insert_subscriber(conn, values, queries))
     except sa.exc.IntegrityError:
         raise SubscriberError(f"{address} is already a subscriber") from None
-    assert created is not None
-    return created
 
 
 def get_subscriber(engine: sa.Engine, subscriber_id: int) -> Subscriber | None:
@@ -154,9 +150,7 @@ def set_rules(
             .where(subscriber.c.id == subscriber_id)
             .values(updated_at=utc(now), token_version=subscriber.c.token_version + bump)
         )
-        updated = load(conn, subscriber.c.id == subscriber_id)
-    assert updated is not None
-    return updated
+        return reload(conn, subscriber_id)
 
 
 def set_status(
@@ -187,9 +181,7 @@ def set_status(
             values["hard_bounces"] = 0
             values["confirmed_at"] = sa.func.coalesce(subscriber.c.confirmed_at, when)
         conn.execute(sa.update(subscriber).where(subscriber.c.id == subscriber_id).values(**values))
-        updated = load(conn, subscriber.c.id == subscriber_id)
-    assert updated is not None
-    return updated
+        return reload(conn, subscriber_id)
 
 
 def set_cadence(
@@ -211,9 +203,7 @@ def set_cadence(
             .where(subscriber.c.id == subscriber_id)
             .values(cadence=cadence.value, weekday=day, updated_at=utc(now))
         )
-        updated = load(conn, subscriber.c.id == subscriber_id)
-    assert updated is not None
-    return updated
+        return reload(conn, subscriber_id)
 
 
 def delete_subscriber_data(

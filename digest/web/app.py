@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digest.config import Config
+from digest.errors import TokenError
 from digest.store.db import Engine
 from digest.web import health, manage, subscribe, unsubscribe
 from digest.web.security import SecurityHeaders
@@ -48,7 +49,7 @@ def create_app(
 
 
 def _add_site_routes(app: FastAPI, site: Site) -> None:
-    """Error pages, static files and the favicon."""
+    """Error pages (a bad signed link included), static files and the favicon."""
     static = {
         "style.css": (resources.files("digest") / "templates" / "web" / "style.css").read_bytes(),
         "app.js": (resources.files("digest") / "web" / "static" / "app.js").read_bytes(),
@@ -61,6 +62,11 @@ def _add_site_routes(app: FastAPI, site: Site) -> None:
         if exc.status_code == 405:
             return site.message(405, "Not allowed", "This page does not accept that kind of request.")
         return site.message(exc.status_code, "Something is wrong", str(exc.detail))
+
+    @app.exception_handler(TokenError)
+    async def bad_link(_request: Request, exc: TokenError) -> Response:
+        # Every route that reads a signed link answers a bad one the same way; nothing was changed.
+        return site.token_failure(exc)
 
     @app.get("/static/{name}")
     def static_file(name: str) -> Response:

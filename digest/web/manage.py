@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
-from digest.errors import SubscriberError, TokenError
+from digest.errors import SubscriberError
 from digest.models import Cadence, Subscriber, SubscriberStatus
 from digest.notices import WEEKDAY_NAMES, schedule_phrase
 from digest.store import subscribers as repo
@@ -58,10 +58,7 @@ def manage_page(
 
 @router.get("/manage/{token}", response_class=HTMLResponse)
 def manage(request: Request, token: str, site: SiteDep) -> HTMLResponse:
-    try:
-        sub = site.subscriber_from("manage", token)
-    except TokenError as exc:
-        return site.token_failure(exc)
+    sub = site.subscriber_from("manage", token)  # a bad link: TokenError, answered by the app
     return manage_page(site, request, sub)
 
 
@@ -69,10 +66,7 @@ def manage(request: Request, token: str, site: SiteDep) -> HTMLResponse:
 def manage_post(
     request: Request, token: str, site: SiteDep, form: Annotated[ManageForm, Form()]
 ) -> HTMLResponse:
-    try:
-        sub = site.subscriber_from("manage", token)
-    except TokenError as exc:
-        return site.token_failure(exc)
+    sub = site.subscriber_from("manage", token)  # a bad link: TokenError, answered by the app
     if not site.csrf_ok(request, form.csrf_token):
         return manage_page(
             site,
