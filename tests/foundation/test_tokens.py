@@ -59,3 +59,15 @@ def test_a_signed_token_with_an_absurd_id_is_refused_not_a_crash() -> None:
     token = TimestampSigner(KEY, salt="paper-digest/unsubscribe").sign("9" * 40 + ".0").decode()
     with pytest.raises(TokenError):
         read_token(KEY, "unsubscribe", token)
+
+
+def test_the_refusal_says_why_in_a_field_not_only_in_its_text() -> None:
+    with freeze_time("2026-01-01 00:00:00"):
+        confirm = make_token(KEY, "confirm", 1)
+    with freeze_time("2026-01-05 00:00:00"), pytest.raises(TokenError) as expired:
+        read_token(KEY, "confirm", confirm)
+    assert expired.value.reason == "expired"
+    with pytest.raises(TokenError) as forged:
+        read_token(KEY, "confirm", confirm + "x")
+    assert forged.value.reason == "invalid"
+    assert TokenError("any words at all", "replaced").reason == "replaced"
