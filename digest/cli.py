@@ -7,9 +7,12 @@ anything else is a bug and keeps its traceback. `-v` shows tracebacks for Digest
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -188,7 +191,8 @@ def subscribe(
     ] = False,
 ) -> None:
     """Add a subscriber (admin). Without --confirmed a confirmation mail is sent first."""
-    from digest.pipeline import admin_subscribe, open_store
+    from digest.pipeline import open_store
+    from digest.subscriptions import admin_subscribe
 
     cfg = _load()
     sub = asyncio.run(admin_subscribe(cfg, open_store(cfg), email, rule, name=name, confirmed=confirmed))
@@ -198,7 +202,8 @@ def subscribe(
 @app.command()
 def unsubscribe(email: Annotated[str, typer.Argument(help="The subscriber's address.")]) -> None:
     """Unsubscribe an address (admin)."""
-    from digest.pipeline import admin_unsubscribe, open_store
+    from digest.pipeline import open_store
+    from digest.subscriptions import admin_unsubscribe
 
     cfg = _load()
     admin_unsubscribe(cfg, open_store(cfg), email)
@@ -276,7 +281,8 @@ def run(
 
     cfg = _load()
     when = _parse_date(day, cfg)
-    report = run_from_cli(cfg, when, dry_run=dry_run, out_dir=out_dir, console=err)
+    with _progress(err) as progress:
+        report = run_from_cli(cfg, when, dry_run=dry_run, out_dir=out_dir, progress=progress)
     if report.status == "locked":
         # Not an error: the other process owns this date and will finish it (and report it).
         out.print(report.error)
@@ -284,6 +290,27 @@ def run(
     _print_report(report)
     if report.status != "done":
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(console: Console) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on a terminal, a log line every 5 s otherwise (the run calls it with done, total)."""
+    if not console.is_terminal:
+        last = [0.0]
+
+        def log_progress(done: int, total: int) -> None:
+            if time.monotonic() - last[0] > 5 or done == total:
+                last[0] = time.monotonic()
+                logging.getLogger("digest.pipeline").info("delivered %d/%d", done, total)
+
+        yield log_progress
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("send", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _print_report(report: Any) -> None:

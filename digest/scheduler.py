@@ -23,9 +23,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from digest.clock import utc_now
 from digest.config import Config, crontab_for_apscheduler
 from digest.errors import ConfigError
-from digest.store.outbox import STALE_AFTER
+from digest.store.runs import STALE_AFTER
 from digest.store.tables import run
 
 log = logging.getLogger("digest.scheduler")
@@ -47,11 +48,6 @@ RETRYABLE = frozenset({"incomplete", "failed", "interrupted"})
 MISFIRE_GRACE_S = 3600
 #: How far back ``last_fire_time`` looks for the previous fire of a cron expression.
 _MAX_LOOKBACK = timedelta(days=400)
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 def make_trigger(config: Config) -> CronTrigger:

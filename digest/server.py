@@ -29,7 +29,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Generator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,12 +38,14 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from digest import pipeline
+from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import DeliveryError, DigestError, RunLockedError
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
-from digest.models import RunReport
+from digest.models import RunReport, RunStatus
+from digest.outgoing import ServiceMail, alert_admin
 from digest.scheduler import RETRY_EVERY, build_scheduler, missed_run_date, next_fire_time
-from digest.store import outbox
+from digest.store import runs
 from digest.store.tables import run
 from digest.web import create_app
 
@@ -59,11 +61,6 @@ HTTP_GRACE_S = 2
 
 class ServeError(DigestError):
     """`digest serve` cannot start (the web address cannot be bound)."""
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 class LazyMailer:
@@ -144,18 +141,18 @@ async def record_failed_run(
     """
     report = RunReport(run_date=run_date)
     try:
-        claim = outbox.claim_run(engine, run_date, clock())
+        claim = runs.claim_run(engine, run_date, clock())
     except RunLockedError as exc:
-        report.status, report.error = "locked", str(exc)
+        report.status, report.error = RunStatus.LOCKED, str(exc)
         return report
     if claim.finished:
-        report.status = "done"
+        report.status = RunStatus.DONE
         return report
-    report.status, report.error = "failed", detail
-    outbox.finish_run(engine, claim.id, "failed", clock(), error=detail, report=report.to_json())
+    report.status, report.error = RunStatus.FAILED, detail
+    runs.finish_run(engine, claim.id, RunStatus.FAILED, clock(), error=detail, report=report.to_json())
     log.error("run %s failed: %s", run_date, detail, extra={"run": report.to_json()})
     sender = transport if transport is not None else _Unreachable(DeliveryError(detail))
-    await pipeline.alert_admin(config, engine, sender, run_date, problem, detail, clock)
+    await alert_admin(ServiceMail.for_config(config, sender, clock), engine, run_date, problem, detail)
     return report
 
 
@@ -249,13 +246,13 @@ class DigestService:
                 clock=self.clock,
             )
         except asyncio.CancelledError:
-            release_runs(self.engine, outbox.this_owner(), self.clock(), "stopped (SIGTERM) during the run")
+            release_runs(self.engine, runs.this_owner(), self.clock(), "stopped (SIGTERM) during the run")
             log.warning("run %s cancelled: the process is stopping", run_date)
             raise
         except Exception as exc:  # a bug: keep serving, tell the admin, let a restart take the run over
             log.exception("run %s crashed", run_date)
-            release_runs(self.engine, outbox.this_owner(), self.clock(), f"crashed: {exc!r}")
-            report = RunReport(run_date=run_date, status="failed", error=f"crashed: {exc!r}")
+            release_runs(self.engine, runs.this_owner(), self.clock(), f"crashed: {exc!r}")
+            report = RunReport(run_date=run_date, status=RunStatus.FAILED, error=f"crashed: {exc!r}")
             await _alert(self.config, self.engine, run_date, "crash", report.error or "", self.clock)
         if report.status == "locked":
             log.info("run %s: %s", run_date, report.error, extra={"run": report.to_json()})
@@ -294,9 +291,11 @@ async def _alert(
     """Alert the admin through a fresh pool; with SMTP down only the alert row is written."""
     try:
         async with SmtpPool(SmtpSettings.from_config(config)) as pool:
-            await pipeline.alert_admin(config, engine, pool, day, problem, detail, clock)
+            await alert_admin(ServiceMail.for_config(config, pool, clock), engine, day, problem, detail)
     except DeliveryError as exc:
-        await pipeline.alert_admin(config, engine, _Unreachable(exc), day, problem, detail, clock)
+        await alert_admin(
+            ServiceMail.for_config(config, _Unreachable(exc), clock), engine, day, problem, detail
+        )
 
 
 def sync_subscribers(config: Config, engine: sa.Engine) -> None:

@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parseaddr
 from importlib import resources
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -27,9 +26,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digest.addresses import normalize_email
+from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import DigestError, RuleError, SubscriberError, TokenError
-from digest.message import DkimSigner, build_message
+from digest.mailer import Transport
 from digest.models import Cadence, RenderedEmail, Rule, Subscriber, SubscriberStatus
 from digest.notices import (
     WEEKDAY_NAMES,
@@ -42,9 +42,10 @@ from digest.notices import (
     schedule_phrase,
     unsubscribe_url,
 )
+from digest.outgoing import ServiceMail
+from digest.planning import preview_papers
 from digest.rules import BatchMatcher, explain, validate_rules
 from digest.store import subscribers as repo
-from digest.store.papers import load_papers
 from digest.store.tables import alert, run
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
@@ -70,15 +71,8 @@ _PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 _proxy_warned = threading.Event()
 
 
-class MailSender(Protocol):
-    """What the web needs from the mailer (digest.mailer.SmtpPool satisfies it)."""
-
-    async def send(self, sender: str, recipient: str, message: bytes) -> object: ...
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
+#: What the web needs from the mailer: the mailer's Transport (digest.mailer.SmtpPool is one).
+MailSender = Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +150,7 @@ class _Site:
         )
         self.env = environment()
         self.secure_cookie = config.web.base_url.startswith("https://")
-        self.sender = config.smtp.from_
-        self.envelope_sender = parseaddr(config.smtp.from_)[1]
-        d = config.digest
-        self.dkim = (
-            DkimSigner.from_file(config.resolve(d.dkim_key_file), d.dkim_selector, d.dkim_domain)
-            if d.dkim_key_file and d.dkim_selector and d.dkim_domain
-            else None
-        )
+        self.notices = ServiceMail.for_config(config, mailer, clock)  # the one service-mail path
         self._matcher: tuple[float, date, BatchMatcher] | None = None
         self._papers_lock = threading.Lock()
         self._match_lock = threading.Lock()
@@ -289,7 +276,7 @@ class _Site:
             cached = self._matcher
             if cached and cached[1] == today and time.monotonic() - cached[0] < PREVIEW_CACHE_S:
                 return cached[2], len(cached[2].papers)
-            papers = load_papers(self.engine, today - timedelta(days=PREVIEW_DAYS - 1), today)
+            papers = preview_papers(self.config, self.engine, today, PREVIEW_DAYS)
             matcher = BatchMatcher(papers, cache_size=4096)
             self._matcher = (time.monotonic(), today, matcher)
             return matcher, len(papers)
@@ -329,33 +316,11 @@ class _Site:
         }
 
     async def send(self, sub: Subscriber, rendered: RenderedEmail, unsubscribe: str, kind: str) -> None:
-        """Build and send one notice; every failure is logged, none reaches the visitor."""
+        """Send one notice; every failure is logged (by the service-mail path), none reaches the visitor."""
         try:
-            message = build_message(
-                rendered,
-                sender=self.sender,
-                recipient=sub.email,
-                list_id=self.config.digest.list_id,
-                unsubscribe_url=unsubscribe,
-                unsubscribe_mailto=self.config.digest.unsubscribe_mailto,
-                date=self.clock(),
-                dkim=self.dkim,
-            )
-            outcome = await self.mailer.send(self.envelope_sender, sub.email, message)
-        except Exception:
+            await self.notices.send(sub.email, rendered, unsubscribe, f"{kind} (subscriber {sub.id})")
+        except Exception:  # a bug in a transport: logged, never the visitor's problem
             log.exception("%s mail to subscriber %s could not be sent", kind, sub.id)
-            return
-        status = getattr(outcome, "status", "sent")
-        if status != "sent":
-            log.warning(
-                "%s mail to subscriber %s not accepted: %s %s",
-                kind,
-                sub.id,
-                status,
-                getattr(outcome, "reply", ""),
-            )
-        else:
-            log.info("%s mail sent to subscriber %s", kind, sub.id)
 
 
 def _path(url: str) -> str:
