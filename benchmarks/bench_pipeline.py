@@ -24,10 +24,12 @@ from typing import Any
 import aiosmtplib
 import sqlalchemy as sa
 
+from digest.compose import Composer
 from digest.config import parse_config
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import Rule, Subscriber
-from digest.pipeline import Composer, run_digest
+from digest.pipeline import run_digest
+from digest.rules import select_papers
 from digest.smtp_sink import SinkProcess
 from digest.sources.snapshot_server import SnapshotServer
 from digest.store import db
@@ -180,7 +182,7 @@ def main() -> int:
             samples = []
             for i, query in enumerate(RULES):
                 sub = Subscriber(id=i + 1, email=f"reader{i:06d}@example.org", rules=(Rule(query),))
-                mail = composer.compose(sub, papers, DAY, datetime.now(UTC))
+                mail = composer.compose(sub, select_papers(papers, sub.rules), DAY, datetime.now(UTC))
                 if mail is not None:
                     samples.append(mail.message)
             prebuilt = [samples[i % len(samples)] for i in range(sent)]
