@@ -76,21 +76,21 @@ class ServiceMail:
     async def send(
         self, recipient: str, rendered: RenderedEmail, unsubscribe_url: str, kind: str
     ) -> SendOutcome:
-        """Send one service mail (``kind`` names it in the log). Never raises: the outcome says what happened."""
+        """Send one service mail (``kind`` names it in the log: "confirmation mail to subscriber 7"). Never raises: the outcome says what happened."""
         try:
             message = self.build(recipient, rendered, unsubscribe_url)
         except DigestError as exc:  # an address or URL unusable in a header
-            log.error("%s mail could not be built: %s", kind, exc)
+            log.error("%s could not be built: %s", kind, exc)
             return SendOutcome("permanent", None, str(exc))
         try:
             outcome = await self.transport.send(envelope_sender(self.config), recipient, message)
         except DeliveryError as exc:  # raised before DATA: certainly not sent
-            log.error("%s mail not sent: %s", kind, exc)
+            log.error("%s not sent: %s", kind, exc)
             return SendOutcome("temporary", None, f"not sent: {exc}")
         if outcome.status == "sent":
-            log.info("%s mail sent", kind)
+            log.info("%s sent", kind)
         else:
-            log.warning("%s mail not accepted: %s %s %s", kind, outcome.status, outcome.code, outcome.reply)
+            log.warning("%s not accepted: %s %s %s", kind, outcome.status, outcome.code, outcome.reply)
         return outcome
 
 
@@ -108,7 +108,7 @@ async def alert_admin(service: ServiceMail, engine: Engine, day: date, problem: 
     if not admin:
         return False
     rendered = render_admin_alert(f"{config.digest.title}: {problem} problem on {day}", detail)
-    outcome = await service.send(admin, rendered, config.web.base_url, f"admin alert ({problem})")
+    outcome = await service.send(admin, rendered, config.web.base_url, f"admin alert ({problem}) mail")
     if outcome.status != "sent":
         return False
     alerts.mark_alert_sent(engine, day, problem, service.clock())

@@ -102,11 +102,13 @@ async def _send(
     """Through ``transport``, or through an SMTP pool of the config opened for this one mail."""
     if transport is not None:
         return await ServiceMail.for_config(config, transport).send(
-            sub.email, rendered, unsub, "confirmation"
+            sub.email, rendered, unsub, "confirmation mail"
         )
     try:
         async with SmtpPool(SmtpSettings.from_config(config)) as pool:
-            return await ServiceMail.for_config(config, pool).send(sub.email, rendered, unsub, "confirmation")
+            return await ServiceMail.for_config(config, pool).send(
+                sub.email, rendered, unsub, "confirmation mail"
+            )
     except DeliveryError as exc:  # the server could not be reached: nothing went out
         return SendOutcome("temporary", None, str(exc))
 

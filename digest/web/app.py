@@ -318,7 +318,7 @@ class _Site:
     async def send(self, sub: Subscriber, rendered: RenderedEmail, unsubscribe: str, kind: str) -> None:
         """Send one notice; every failure is logged (by the service-mail path), none reaches the visitor."""
         try:
-            await self.notices.send(sub.email, rendered, unsubscribe, f"{kind} (subscriber {sub.id})")
+            await self.notices.send(sub.email, rendered, unsubscribe, f"{kind} mail to subscriber {sub.id}")
         except Exception:  # a bug in a transport: logged, never the visitor's problem
             log.exception("%s mail to subscriber %s could not be sent", kind, sub.id)
 

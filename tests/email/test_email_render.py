@@ -204,6 +204,8 @@ def test_max_papers_keeps_the_most_upvoted_and_says_how_many_more() -> None:
     assert shown == [mp.paper.title for mp in top[: ctx.max_papers]]
     # What the pipeline records as delivered is exactly what the mail shows.
     assert {mp.paper.title for mp in render.shown_papers(ctx.papers, ctx.max_papers)} == set(shown)
+    by_id = {mp.paper.id: mp.paper.title for mp in ctx.papers}
+    assert [by_id[i] for i in rendered.shown] == shown
     more = len(ctx.papers) - ctx.max_papers
     visible = re.sub(r"<[^>]+>", "", rendered.html).replace("&hellip;", "…")
     assert f"…and {more} more on huggingface.co/papers." in visible
@@ -212,8 +214,8 @@ def test_max_papers_keeps_the_most_upvoted_and_says_how_many_more() -> None:
         f"and {more} more on huggingface.co/papers: https://huggingface.co/papers/date/2025-10-15"
         in rendered.text
     )
-    # The subject counts every match, not only the ones shown.
-    assert rendered.subject == f'Paper Digest — {len(ctx.papers)} new papers for "reasoning" (Wed 15 Oct)'
+    # The subject counts the papers the mail shows ("5 new papers" above 5), not every match.
+    assert rendered.subject == f'Paper Digest — {ctx.max_papers} new papers for "reasoning" (Wed 15 Oct)'
 
 
 def test_one_paper_shows_everything_a_reader_needs() -> None:
@@ -306,6 +308,13 @@ def test_the_subject_follows_the_design_title_count_rules_and_day() -> None:
         == 'Paper Digest — 2 new papers for "flow matching" and "diffusion" (Fri 21 Aug)'
     )
     assert render_digest(ctx_for([], [a])).subject == "Paper Digest — no new papers (Fri 21 Aug)"
+
+
+def test_the_subject_counts_the_papers_the_mail_shows_not_every_match() -> None:
+    a = Rule("diffusion")
+    rendered = render_digest(ctx_for(_matching([a], 6), [a], max_papers=3))
+    assert rendered.subject == 'Paper Digest — 3 new papers for "diffusion" (Fri 21 Aug)'
+    assert len(rendered.shown) == 3 and "and 3 more" in rendered.text
 
 
 def test_the_subject_is_one_short_line_that_keeps_the_day() -> None:
