@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from digest.config import Config
-from digest.message import DkimSigner, build_message, make_message_id
+from digest.message import DkimSigner, Envelope, build_message, make_message_id
 from digest.models import MatchedPaper, Subscriber
 from digest.notices import manage_url, unsubscribe_url
 from digest.outgoing import dkim_signer, envelope_domain
@@ -73,13 +73,15 @@ class Composer:
         message_id = make_message_id(self.domain)
         message = build_message(
             rendered,
-            sender=self.config.smtp.from_,
-            recipient=sub.email,
-            list_id=digest.list_id,
-            unsubscribe_url=unsub,
-            unsubscribe_mailto=digest.unsubscribe_mailto,
-            message_id=message_id,
-            date=now,
+            Envelope(
+                sender=self.config.smtp.from_,
+                recipient=sub.email,
+                list_id=digest.list_id,
+                unsubscribe_url=unsub,
+                unsubscribe_mailto=digest.unsubscribe_mailto,
+                message_id=message_id,
+                date=now,
+            ),
             dkim=self.dkim,
         )
         shown = list(rendered.shown)

@@ -18,7 +18,7 @@ from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DeliveryError, DigestError
 from digest.mailer import SendOutcome, Transport
-from digest.message import DkimSigner, build_message, make_message_id
+from digest.message import DkimSigner, Envelope, build_message, make_message_id
 from digest.models import RenderedEmail
 from digest.notices import render_admin_alert
 from digest.store import alerts
@@ -63,13 +63,15 @@ class ServiceMail:
         """The MIME bytes of one service mail: the headers and signature every mail of ours carries."""
         return build_message(
             rendered,
-            sender=self.config.smtp.from_,
-            recipient=recipient,
-            list_id=self.config.digest.list_id,
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=self.config.digest.unsubscribe_mailto,
-            message_id=make_message_id(envelope_domain(self.config)),
-            date=self.clock(),
+            Envelope(
+                sender=self.config.smtp.from_,
+                recipient=recipient,
+                list_id=self.config.digest.list_id,
+                unsubscribe_url=unsubscribe_url,
+                unsubscribe_mailto=self.config.digest.unsubscribe_mailto,
+                message_id=make_message_id(envelope_domain(self.config)),
+                date=self.clock(),
+            ),
             dkim=self.dkim,
         )
 

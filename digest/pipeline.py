@@ -92,8 +92,6 @@ class _Run:
             status,
             self.clock(),
             owner=self.owner,
-            papers_fetched=None if error else report.papers_fetched,
-            error=error,
             report=report.to_json(),
         )
         return report

@@ -117,10 +117,7 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     total = len(ctx.papers)
 
     rule_labels = [one_line(r.label) for r in ctx.rules] or [g.label for g in groups]
-    date_long = f"{_DAYS[ctx.run_date.weekday()]} {ctx.run_date.day} {_MONTHS[ctx.run_date.month - 1]} {ctx.run_date.year}"
-    date_short = (
-        f"{_DAYS[ctx.run_date.weekday()][:3]} {ctx.run_date.day} {_MONTHS[ctx.run_date.month - 1][:3]}"
-    )
+    date_long, date_short = _dates(ctx.run_date)
     shown = len(chosen)
     count_line = f"{plural(total, 'new paper')} matched your rules"
     if more:
@@ -159,6 +156,12 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     return RenderedEmail(
         subject=subject, text=text, html=html, preheader=preheader, shown=tuple(mp.paper.id for mp in chosen)
     )
+
+
+def _dates(day: date) -> tuple[str, str]:
+    """'Friday 21 August 2026' and 'Fri 21 Aug'."""
+    weekday, month = _DAYS[day.weekday()], _MONTHS[day.month - 1]
+    return f"{weekday} {day.day} {month} {day.year}", f"{weekday[:3]} {day.day} {month[:3]}"
 
 
 # ---------------------------------------------------------------------------------------------- selection

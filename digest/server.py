@@ -149,7 +149,7 @@ async def record_failed_run(
         report.status = RunStatus.DONE
         return report
     report.status, report.error = RunStatus.FAILED, detail
-    runs.finish_run(engine, claim.id, RunStatus.FAILED, clock(), error=detail, report=report.to_json())
+    runs.finish_run(engine, claim.id, RunStatus.FAILED, clock(), report=report.to_json())
     log.error("run %s failed: %s", run_date, detail, extra={"run": report.to_json()})
     sender = transport if transport is not None else _Unreachable(DeliveryError(detail))
     await alert_admin(ServiceMail.for_config(config, sender, clock), engine, run_date, problem, detail)

@@ -11,7 +11,7 @@ from digest.addresses import normalize_email
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import ConfigError, DeliveryError, RuleError, SubscriberError
-from digest.mailer import SendOutcome, SmtpPool, SmtpSettings, Transport
+from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RenderedEmail, Subscriber, SubscriberStatus
 from digest.notices import render_confirmation, unsubscribe_url
 from digest.outgoing import ServiceMail
@@ -36,10 +36,8 @@ async def admin_subscribe(
     *,
     name: str | None = None,
     confirmed: bool = False,
-    transport: Transport | None = None,
 ) -> Subscriber:
-    """Add a subscriber from the command line; without ``confirmed`` a confirmation mail is sent (through
-    ``transport``, by default an SMTP pool of the config).
+    """Add a subscriber from the command line; without ``confirmed`` a confirmation mail is sent.
 
     An address already pending gets its rules replaced (and the mail again, at most once an hour); an active or
     paused one gets its rules replaced; ``confirmed`` also activates a pending or bounced address. An address
@@ -65,7 +63,7 @@ async def admin_subscribe(
         if confirmed and sub.status in (SubscriberStatus.PENDING, SubscriberStatus.BOUNCED):
             sub = set_status(engine, sub.id, SubscriberStatus.ACTIVE, now=now)
         return sub
-    await _mail_confirmation(config, engine, sub, transport)
+    await _mail_confirmation(config, engine, sub)
     return sub
 
 
@@ -76,16 +74,14 @@ def _claim_confirmation(engine: Engine, sub: Subscriber, now: datetime) -> None:
         )
 
 
-async def _mail_confirmation(
-    config: Config, engine: Engine, sub: Subscriber, transport: Transport | None
-) -> None:
+async def _mail_confirmation(config: Config, engine: Engine, sub: Subscriber) -> None:
     """Send the confirmation mail whose hourly slot was just claimed; give the slot back if nothing went out.
 
     It takes the one service-mail path (``digest.outgoing``): signed and headed like the web form's.
     """
     rendered = render_confirmation(config, config.secret_key(), sub)
     unsub = unsubscribe_url(config, config.secret_key(), sub)
-    outcome = await _send(config, transport, sub, rendered, unsub)
+    outcome = await _send(config, sub, rendered, unsub)
     if outcome.status == "sent":
         return
     if outcome.status == "uncertain":  # it may have arrived: the hourly slot stays taken
@@ -96,14 +92,8 @@ async def _mail_confirmation(
     raise SubscriberError(f"{sub.email}: the confirmation mail was refused: {outcome.code} {outcome.reply}")
 
 
-async def _send(
-    config: Config, transport: Transport | None, sub: Subscriber, rendered: RenderedEmail, unsub: str
-) -> SendOutcome:
-    """Through ``transport``, or through an SMTP pool of the config opened for this one mail."""
-    if transport is not None:
-        return await ServiceMail.for_config(config, transport).send(
-            sub.email, rendered, unsub, "confirmation mail"
-        )
+async def _send(config: Config, sub: Subscriber, rendered: RenderedEmail, unsub: str) -> SendOutcome:
+    """Through an SMTP pool of the config, opened for this one mail."""
     try:
         async with SmtpPool(SmtpSettings.from_config(config)) as pool:
             return await ServiceMail.for_config(config, pool).send(

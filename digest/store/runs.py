@@ -150,16 +150,19 @@ def finish_run(
     now: datetime,
     *,
     owner: str | None = None,
-    papers_fetched: int | None = None,
-    error: str | None = None,
     report: dict[str, Any] | None = None,
 ) -> bool:
-    """Close the run; with ``owner``, only if that process still holds it (False when it lost the run)."""
+    """Close the run; with ``owner``, only if that process still holds it (False when it lost the run).
+
+    ``report`` (RunReport.to_json()) is kept with the run, and gives its ``error``; a run closed without an
+    error also records the ``papers_fetched`` of the report.
+    """
+    error = (report or {}).get("error")
     values: dict[str, Any] = {"status": status, "finished_at": now, "heartbeat_at": now, "error": error}
-    if papers_fetched is not None:
-        values["papers_fetched"] = papers_fetched
     if report is not None:
         values["report"] = report
+        if error is None and "papers_fetched" in report:
+            values["papers_fetched"] = report["papers_fetched"]
     query = run.update().where(run.c.id == run_id)
     if owner is not None:  # only while this process still holds the run
         query = query.where(run.c.owner == owner, run.c.status == RunStatus.RUNNING)

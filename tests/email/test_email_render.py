@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from digest import render
 from digest.errors import DigestError
-from digest.message import build_message
+from digest.message import Envelope, build_message
 from digest.models import Explanation, MatchedPaper, Paper, Rule, Span
 from digest.render import DigestContext, render_digest
 
@@ -163,12 +163,14 @@ def test_the_digest_matches_its_golden_files(who: str) -> None:
     rendered = render_digest(ctx)
     raw = build_message(
         rendered,
-        sender="Paper Digest <digest@example.org>",
-        recipient=ctx.recipient,
-        list_id="paper-digest.example.org",
-        unsubscribe_url=ctx.unsubscribe_url,
-        unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
-        date=datetime(2026, 1, 1, tzinfo=UTC),
+        Envelope(
+            sender="Paper Digest <digest@example.org>",
+            recipient=ctx.recipient,
+            list_id="paper-digest.example.org",
+            unsubscribe_url=ctx.unsubscribe_url,
+            unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
+            date=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
     )
     check_golden(f"{who}.html", rendered.html)
     check_golden(
@@ -335,11 +337,13 @@ def test_the_subject_survives_rfc_2047_encoding() -> None:
     rendered = render_digest(ctx_for(_matching(rules), rules, title="Digest — Ünïcode"))
     raw = build_message(
         rendered,
-        sender="Paper Digest <digest@example.org>",
-        recipient="ann@example.org",
-        list_id="paper-digest.example.org",
-        unsubscribe_url="https://digest.example.org/u/TOKEN-unsub",
-        date=datetime(2026, 1, 1, tzinfo=UTC),
+        Envelope(
+            sender="Paper Digest <digest@example.org>",
+            recipient="ann@example.org",
+            list_id="paper-digest.example.org",
+            unsubscribe_url="https://digest.example.org/u/TOKEN-unsub",
+            date=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
     )
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert all(len(line) <= 78 for line in head.split(b"\r\n")) and head.isascii()

@@ -161,7 +161,7 @@ def test_catch_up_is_due_only_after_today_s_fire_time_and_only_until_the_run_is_
     assert missed_run_date(config, sqlite_engine, after) == day
     # A run that failed or was interrupted is still due; a finished one never again.
     claim = runs.claim_run(sqlite_engine, day, after.astimezone(UTC))
-    runs.finish_run(sqlite_engine, claim.id, "failed", after.astimezone(UTC), error="smtp down")
+    runs.finish_run(sqlite_engine, claim.id, "failed", after.astimezone(UTC), report={"error": "smtp down"})
     assert missed_run_date(config, sqlite_engine, after) == day
     runs.finish_run(sqlite_engine, claim.id, "interrupted", after.astimezone(UTC))
     assert missed_run_date(config, sqlite_engine, after) == day
