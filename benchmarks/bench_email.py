@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dkim import dknewkey
 
-from digest.message import DkimSigner, build_message
+from digest.message import DkimSigner, Envelope, build_message
 from digest.models import Explanation, MatchedPaper, Paper, Rule, Span
 from digest.render import DigestContext, clear_caches, render_digest
 
@@ -67,12 +67,14 @@ def _one(ctx: DigestContext, when: datetime) -> bytes:
     rendered = render_digest(ctx)
     return build_message(
         rendered,
-        sender="Paper Digest <digest@example.org>",
-        recipient=ctx.recipient,
-        list_id="paper-digest.example.org",
-        unsubscribe_url=ctx.unsubscribe_url,
-        unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
-        date=when,
+        Envelope(
+            sender="Paper Digest <digest@example.org>",
+            recipient=ctx.recipient,
+            list_id="paper-digest.example.org",
+            unsubscribe_url=ctx.unsubscribe_url,
+            unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
+            date=when,
+        ),
     )
 
 

@@ -24,12 +24,14 @@ from typing import Any
 import aiosmtplib
 import sqlalchemy as sa
 
+from digest.compose import Composer
 from digest.config_load import parse_config
 from digest.demo.smtp_sink import SinkProcess
 from digest.demo.snapshot_server import SnapshotServer
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import Rule, Subscriber
-from digest.pipeline import Composer, run_digest
+from digest.pipeline import run_digest
+from digest.rules import select_papers
 from digest.store import db
 from digest.store.papers import load_papers
 from digest.store.tables import rule, subscriber
@@ -180,7 +182,7 @@ def main() -> int:
             samples = []
             for i, query in enumerate(RULES):
                 sub = Subscriber(id=i + 1, email=f"reader{i:06d}@example.org", rules=(Rule(query),))
-                mail = composer.compose(sub, papers, DAY, datetime.now(UTC))
+                mail = composer.compose(sub, select_papers(papers, sub.rules), DAY, datetime.now(UTC))
                 if mail is not None:
                     samples.append(mail.message)
             prebuilt = [samples[i % len(samples)] for i in range(sent)]

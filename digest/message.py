@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
@@ -97,24 +98,29 @@ def make_message_id(domain: str) -> str:
     return f"<{secrets.token_hex(16)}@{_domain(domain, 'Message-ID domain')}>"
 
 
-def build_message(
-    rendered: RenderedEmail,
-    *,
-    sender: str,
-    recipient: str,
-    list_id: str,
-    unsubscribe_url: str,
-    unsubscribe_mailto: str | None = None,
-    message_id: str | None = None,
-    date: datetime | None = None,
-    dkim: DkimSigner | None = None,
-) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Who a message is from and to, and the list headers it carries."""
+
+    sender: str
+    recipient: str
+    list_id: str
+    unsubscribe_url: str
+    unsubscribe_mailto: str | None = None
+    message_id: str | None = None
+    date: datetime | None = None
+
+
+def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSigner | None = None) -> bytes:
     """The complete RFC 5322 message (CRLF line ends) for one rendered digest.
 
     ``sender`` may carry a display name (``Paper Digest <digest@example.org>``). ``date`` should be passed by
     the caller (nothing below the pipeline reads the clock); without it the current UTC time is used. A
     naive ``date`` is taken as UTC. Raises DigestError when an address, URL or id is unusable in a header.
     """
+    sender, recipient, list_id = envelope.sender, envelope.recipient, envelope.list_id
+    unsubscribe_url, unsubscribe_mailto = envelope.unsubscribe_url, envelope.unsubscribe_mailto
+    message_id, date = envelope.message_id, envelope.date
     from_header, from_domain = _address_header(sender, "sender")
     to_header, _ = _address_header(recipient, "recipient")
     if message_id is None:

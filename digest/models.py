@@ -73,6 +73,17 @@ class SubscriberStatus(enum.StrEnum):
     BOUNCED = "bounced"
 
 
+class RunStatus(enum.StrEnum):
+    """The state of a ``run`` row, and of the RunReport of one run (``locked`` only ever in a report)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    INCOMPLETE = "incomplete"  # some deliveries wait for a retry
+    INTERRUPTED = "interrupted"  # stopped (SIGTERM) or its process died
+    FAILED = "failed"
+    LOCKED = "locked"  # another live process holds the run: nothing was done
+
+
 class Cadence(enum.StrEnum):
     DAILY = "daily"
     WEEKLY = "weekly"
@@ -130,6 +141,7 @@ class RenderedEmail:
     text: str
     html: str
     preheader: str = ""
+    shown: tuple[str, ...] = ()  # the ids of the papers the mail shows (a digest; empty for service mails)
 
 
 @dataclass(slots=True)
@@ -137,7 +149,7 @@ class RunReport:
     """What one run did: counts, failures, timings."""
 
     run_date: date
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     papers_fetched: int = 0
     subscribers: int = 0
     sent: int = 0
@@ -157,7 +169,7 @@ class RunReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "run_date": self.run_date.isoformat(),
-            "status": self.status,
+            "status": str(self.status),
             "papers_fetched": self.papers_fetched,
             "subscribers": self.subscribers,
             "sent": self.sent,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,11 +22,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from digest.clock import utc_now
 from digest.config import Config, crontab_for_apscheduler
 from digest.errors import ConfigError
 from digest.store.db import DatabaseError, Engine
-from digest.store.outbox import STALE_AFTER
 from digest.store.run_status import run_status, run_status_and_heartbeat
+from digest.store.runs import STALE_AFTER
 
 log = logging.getLogger("digest.scheduler")
 
@@ -47,11 +48,6 @@ RETRYABLE = frozenset({"incomplete", "failed", "interrupted"})
 MISFIRE_GRACE_S = 3600
 #: How far back ``last_fire_time`` looks for the previous fire of a cron expression.
 _MAX_LOOKBACK = timedelta(days=400)
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 def make_trigger(config: Config) -> CronTrigger:

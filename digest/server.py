@@ -28,12 +28,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from digest import pipeline
+from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import ServeError
 from digest.mailer import SmtpSettings
 from digest.models import RunReport
 from digest.scheduler import RETRY_EVERY, missed_run_date, next_fire_time
-from digest.service import Clock, DigestService, LazyMailer, make_scheduler, sync_subscribers, utc_now
+from digest.service import DigestService, LazyMailer, make_scheduler, sync_subscribers
 from digest.web import create_app
 
 log = logging.getLogger("digest.server")

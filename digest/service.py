@@ -16,32 +16,26 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from digest import pipeline
+from digest import pipeline, subscriptions
+from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DeliveryError, DigestError, RunLockedError
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
-from digest.models import RunReport
+from digest.models import RunReport, RunStatus
+from digest.outgoing import ServiceMail, alert_admin
 from digest.scheduler import RETRY_EVERY, build_scheduler
-from digest.store import outbox
+from digest.store import runs
 from digest.store.db import DatabaseError, Engine, IntegrityError
 from digest.store.run_status import release_runs
 
 # The logger keeps the name operators know from `digest serve`'s logs.
 log = logging.getLogger("digest.server")
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 class LazyMailer:
@@ -121,19 +115,18 @@ async def record_failed_run(
     """
     report = RunReport(run_date=run_date)
     try:
-        claim = outbox.claim_run(engine, run_date, clock())
+        claim = runs.claim_run(engine, run_date, clock())
     except RunLockedError as exc:
-        report.status, report.error = "locked", str(exc)
+        report.status, report.error = RunStatus.LOCKED, str(exc)
         return report
     if claim.finished:
-        report.status = "done"
+        report.status = RunStatus.DONE
         return report
-    report.status, report.error = "failed", detail
-    outbox.finish_run(engine, claim.id, "failed", clock(), error=detail, report=report.to_json())
+    report.status, report.error = RunStatus.FAILED, detail
+    runs.finish_run(engine, claim.id, RunStatus.FAILED, clock(), report=report.to_json())
     log.error("run %s failed: %s", run_date, detail, extra={"run": report.to_json()})
-    await pipeline.alert_admin(
-        config, engine, _Unreachable(DeliveryError(detail)), run_date, problem, detail, clock
-    )
+    sender = _Unreachable(DeliveryError(detail))
+    await alert_admin(ServiceMail.for_config(config, sender, clock), engine, run_date, problem, detail)
     return report
 
 
@@ -215,13 +208,13 @@ class DigestService:
                 clock=self.clock,
             )
         except asyncio.CancelledError:
-            release_runs(self.engine, outbox.this_owner(), self.clock(), "stopped (SIGTERM) during the run")
+            release_runs(self.engine, runs.this_owner(), self.clock(), "stopped (SIGTERM) during the run")
             log.warning("run %s cancelled: the process is stopping", run_date)
             raise
         except Exception as exc:  # a bug: keep serving, tell the admin, let a restart take the run over
             log.exception("run %s crashed", run_date)
-            release_runs(self.engine, outbox.this_owner(), self.clock(), f"crashed: {exc!r}")
-            report = RunReport(run_date=run_date, status="failed", error=f"crashed: {exc!r}")
+            release_runs(self.engine, runs.this_owner(), self.clock(), f"crashed: {exc!r}")
+            report = RunReport(run_date=run_date, status=RunStatus.FAILED, error=f"crashed: {exc!r}")
             await _alert(self.config, self.engine, run_date, "crash", report.error or "", self.clock)
         if report.status == "locked":
             log.info("run %s: %s", run_date, report.error, extra={"run": report.to_json()})
@@ -258,9 +251,11 @@ async def _alert(config: Config, engine: Engine, day: date, problem: str, detail
     """Alert the admin through a fresh pool; with SMTP down only the alert row is written."""
     try:
         async with SmtpPool(SmtpSettings.from_config(config)) as pool:
-            await pipeline.alert_admin(config, engine, pool, day, problem, detail, clock)
+            await alert_admin(ServiceMail.for_config(config, pool, clock), engine, day, problem, detail)
     except DeliveryError as exc:
-        await pipeline.alert_admin(config, engine, _Unreachable(exc), day, problem, detail, clock)
+        await alert_admin(
+            ServiceMail.for_config(config, _Unreachable(exc), clock), engine, day, problem, detail
+        )
 
 
 def sync_subscribers(config: Config, engine: Engine) -> None:
@@ -271,7 +266,7 @@ def sync_subscribers(config: Config, engine: Engine) -> None:
     start or a run: the next run syncs again.
     """
     try:
-        result = pipeline.sync_subscribers(config, engine)
+        result = subscriptions.sync_subscribers(config, engine)
     except IntegrityError as exc:
         log.warning(
             "could not sync the config subscribers (database conflict, retried at the next run): %s",

@@ -9,8 +9,8 @@ from pathlib import Path
 from digest.config import Config
 from digest.config_load import EXAMPLE_CONFIG, load_config, new_secret_key
 from digest.errors import ConfigError, DigestError
-from digest.pipeline import check_config_subscribers
 from digest.store import db
+from digest.subscriptions import check_config_subscribers
 
 SECRET_FILE = "data/secret_key"
 

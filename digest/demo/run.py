@@ -125,6 +125,6 @@ def _part(msg: Message, content_type: str) -> str | None:
 
 
 def _now() -> Any:
-    from digest.pipeline import utc_now
+    from digest.clock import utc_now
 
     return utc_now()

@@ -11,7 +11,6 @@ from digest.sources.hf_api import (
     merge_papers,
     papers_from_api_json,
     papers_from_file,
-    window_days,
 )
 from digest.sources.http import RetryPolicy
 
@@ -24,5 +23,4 @@ __all__ = [
     "merge_papers",
     "papers_from_api_json",
     "papers_from_file",
-    "window_days",
 ]

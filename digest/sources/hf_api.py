@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -105,14 +105,6 @@ async def fetch_days(
     return FetchBatch(papers=merge_papers(p for r in results for p in r.papers), results=results)
 
 
-def window_days(day: date, lookback_days: int) -> list[date]:
-    """The days one fetch covers: ``day`` and the ``lookback_days`` before it, oldest first.
-
-    Re-fetching recent days picks up late additions and upvote changes, and catches up a missed run.
-    """
-    return [day - timedelta(days=n) for n in range(max(0, lookback_days), -1, -1)]
-
-
 def merge_papers(papers: Iterable[Paper]) -> list[Paper]:
     """One Paper per arXiv id: the one with the latest daily_date (the later one on a tie)."""
     merged: dict[str, Paper] = {}
@@ -150,7 +142,7 @@ async def _fetch_api(
         params: dict[str, str | int] = {"date": day.isoformat(), "limit": PAGE_SIZE, "p": page}
         shown = str(httpx.URL(url, params=params))
         first_url = first_url or shown
-        response = await get(client, source, url, params=params, deadline=deadline, policy=policy)
+        response = await get(client, source, url, params=params, deadline=deadline.using(policy))
         data = _json(response, shown)
         page_papers, page_skipped = parse_items(data, url=shown, day=day)
         fresh = [p for p in page_papers if p.id not in seen]
@@ -174,7 +166,7 @@ async def _fetch_html(
     client: httpx.AsyncClient, source: SourceConfig, day: date, deadline: Deadline, policy: RetryPolicy
 ) -> FetchResult:
     url = html_url(source, day)
-    response = await get(client, source, url, deadline=deadline, policy=policy, accept="text/html")
+    response = await get(client, source, url, deadline=deadline.using(policy), accept="text/html")
     listing = parse_listing(response.text, url=url)
     papers, skipped = parse_items(listing.items, url=url, day=listing.day or day)
     return FetchResult(day=day, papers=papers, skipped=skipped, url=url, via="html")

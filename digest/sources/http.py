@@ -7,6 +7,7 @@ a source that is down ends the fetch with a ``SourceError`` instead of hanging t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -42,16 +43,22 @@ DEFAULT_RETRY = RetryPolicy()
 
 @dataclass(slots=True)
 class Deadline:
-    """A total time budget on the monotonic clock, shared by every request of one fetch."""
+    """A total time budget on the monotonic clock, shared by every request of one fetch, and how hard
+    each request of the fetch tries within it."""
 
     seconds: float
     started: float = field(default_factory=time.monotonic)
+    policy: RetryPolicy = DEFAULT_RETRY
 
     def remaining(self) -> float:
         return self.seconds - (time.monotonic() - self.started)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def using(self, policy: RetryPolicy) -> Deadline:
+        """The same budget (same start), with ``policy`` for its requests."""
+        return dataclasses.replace(self, policy=policy)
 
 
 class _Transient(Exception):
@@ -102,6 +109,42 @@ def _backoff(policy: RetryPolicy, attempt: int) -> float:
     return min(policy.backoff_max_s, base + random.uniform(0, policy.backoff_base_s))
 
 
+class _Attempts:
+    """The retry hooks tenacity calls for one GET, and what they saw (for the log and the final error)."""
+
+    def __init__(self, shown: str, deadline: Deadline, policy: RetryPolicy) -> None:
+        self.shown, self.deadline, self.policy = shown, deadline, policy
+        self.count = 0
+        self.last_problem = ""
+
+    def wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.policy.retry_after_max_s)
+        return _backoff(self.policy, state.attempt_number)
+
+    def stop(self, state: RetryCallState) -> bool:
+        # Give up when attempts run out or the next wait (plus a sliver of a request) passes the deadline.
+        return (
+            state.attempt_number >= self.policy.max_attempts
+            or state.upcoming_sleep + 0.05 >= self.deadline.remaining()
+        )
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        log.warning(
+            "%s: %s; retry %d/%d in %.2fs",
+            self.shown,
+            self.last_problem,
+            state.attempt_number,
+            self.policy.max_attempts - 1,
+            state.upcoming_sleep,
+        )
+
+    def transient(self, problem: str, retry_after: float | None = None) -> _Transient:
+        self.last_problem = problem
+        return _Transient(problem, retry_after)
+
+
 async def get(
     client: httpx.AsyncClient,
     source: SourceConfig,
@@ -109,72 +152,43 @@ async def get(
     *,
     params: Mapping[str, str | int] | None = None,
     deadline: Deadline,
-    policy: RetryPolicy = DEFAULT_RETRY,
     accept: str = "application/json",
 ) -> httpx.Response:
-    """GET ``url`` with retries; return a 2xx response or raise ``SourceError`` naming the URL.
+    """GET ``url`` with retries (``deadline.policy``); return a 2xx response or raise ``SourceError``.
 
     A 4xx other than 408/425/429 is final at once (retrying would not change the answer).
     """
     shown = str(httpx.URL(url, params=params)) if params else url
-    attempts = 0
-    last_problem = ""
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return min(exc.retry_after, policy.retry_after_max_s)
-        return _backoff(policy, state.attempt_number)
-
-    def stop(state: RetryCallState) -> bool:
-        # Give up when attempts run out or the next wait (plus a sliver of a request) passes the deadline.
-        return (
-            state.attempt_number >= policy.max_attempts or state.upcoming_sleep + 0.05 >= deadline.remaining()
-        )
-
-    def before_sleep(state: RetryCallState) -> None:
-        log.warning(
-            "%s: %s; retry %d/%d in %.2fs",
-            shown,
-            last_problem,
-            state.attempt_number,
-            policy.max_attempts - 1,
-            state.upcoming_sleep,
-        )
-
+    attempts = _Attempts(shown, deadline, deadline.policy)
+    headers = {"User-Agent": source.user_agent, "Accept": accept}
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_Transient),
-            wait=wait,
-            stop=stop,
-            before_sleep=before_sleep,
+            wait=attempts.wait,
+            stop=attempts.stop,
+            before_sleep=attempts.before_sleep,
             reraise=True,
         ):
             with attempt:
-                attempts += 1
+                attempts.count += 1
                 if deadline.remaining() <= 0:
                     raise _Transient("deadline reached before the request")
                 try:
                     response = await client.get(
-                        url,
-                        params=params,
-                        headers={"User-Agent": source.user_agent, "Accept": accept},
-                        timeout=timeout_for(source, deadline.remaining()),
+                        url, params=params, headers=headers, timeout=timeout_for(source, deadline.remaining())
                     )
                 except httpx.TimeoutException as exc:
-                    last_problem = f"timed out ({type(exc).__name__})"
-                    raise _Transient(last_problem) from None
+                    raise attempts.transient(f"timed out ({type(exc).__name__})") from None
                 except httpx.TransportError as exc:
-                    last_problem = f"connection failed ({type(exc).__name__}: {exc})"
-                    raise _Transient(last_problem) from None
+                    raise attempts.transient(f"connection failed ({type(exc).__name__}: {exc})") from None
                 if response.status_code in RETRY_STATUSES:
-                    last_problem = f"HTTP {response.status_code}"
-                    raise _Transient(last_problem, parse_retry_after(response.headers.get("Retry-After")))
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise attempts.transient(f"HTTP {response.status_code}", retry_after)
                 if not response.is_success:
                     raise SourceError(shown, f"HTTP {response.status_code} (not retried)")
                 return response
     except _Transient as exc:
         raise SourceError(
-            shown, f"gave up after {attempts} attempt(s) in {deadline.elapsed():.1f}s: {exc.problem}"
+            shown, f"gave up after {attempts.count} attempt(s) in {deadline.elapsed():.1f}s: {exc.problem}"
         ) from None
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover

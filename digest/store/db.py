@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -20,6 +22,9 @@ Engine: TypeAlias = sa.Engine
 DatabaseError: TypeAlias = sa.exc.SQLAlchemyError
 #: A unique key or foreign key refused a write (another process got there first).
 IntegrityError: TypeAlias = sa.exc.IntegrityError
+#: The delivery loop holds one connection for its many small transactions (a fresh pool checkout per
+#: message costs more than the claim itself); everything else passes the engine.
+Bind: TypeAlias = sa.Engine | sa.Connection
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger(__name__)
@@ -42,6 +47,25 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True, **kwargs)
     except Exception as exc:  # a bad URL or a missing driver
         raise StoreError(f"database.url: cannot use {redact(url)}: {exc}") from None
+
+
+@contextmanager
+def transaction(bind: Bind) -> Iterator[sa.Connection]:
+    """One transaction on an engine or on a held connection (committed at the end either way)."""
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
+
+
+@contextmanager
+def held_connections(engine: sa.Engine) -> Iterator[tuple[sa.Connection, sa.Connection]]:
+    """Two held connections for a loop of small transactions: one for batches, one in autocommit for the
+    single-statement claims (see outbox.claim_one)."""
+    with engine.connect() as conn, engine.connect().execution_options(isolation_level="AUTOCOMMIT") as claims:
+        yield conn, claims
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

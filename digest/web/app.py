@@ -18,12 +18,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import TokenError
 from digest.store.db import Engine
 from digest.web import health, manage, subscribe, unsubscribe
 from digest.web.security import SecurityHeaders
-from digest.web.site import Limits, MailSender, Site, utc_now
+from digest.web.site import Limits, MailSender, Site
 
 _STATIC_TYPES = {"style.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 

@@ -7,15 +7,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from digest.config import Config
 from digest.errors import RuleError
 from digest.models import Rule
 from digest.notices import rule_lines
+from digest.planning import preview_papers
 from digest.rules import BatchMatcher, explain, validate_rules
 from digest.store.db import Engine
-from digest.store.papers import load_papers
 from digest.store.subscriber_rows import MAX_RULES
 
 PREVIEW_DAYS = 7
@@ -99,7 +99,7 @@ class RulePreview:
             cached = self._matcher
             if cached and cached[1] == today and time.monotonic() - cached[0] < PREVIEW_CACHE_S:
                 return cached[2], len(cached[2].papers)
-            papers = load_papers(self.engine, today - timedelta(days=PREVIEW_DAYS - 1), today)
+            papers = preview_papers(self.config, self.engine, today, PREVIEW_DAYS)
             matcher = BatchMatcher(papers, cache_size=4096)
             self._matcher = (time.monotonic(), today, matcher)
             return matcher, len(papers)

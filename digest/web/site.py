@@ -8,9 +8,8 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parseaddr
-from typing import Annotated, Any, Protocol
+from datetime import datetime
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
@@ -18,9 +17,10 @@ from fastapi.responses import HTMLResponse
 
 from digest.config import Config
 from digest.errors import TokenError
-from digest.message import DkimSigner, build_message
+from digest.mailer import Transport
 from digest.models import RenderedEmail, Subscriber
 from digest.notices import confirm_url, manage_url, unsubscribe_url
+from digest.outgoing import ServiceMail
 from digest.store.db import Engine
 from digest.store.subscriber_rows import DELETED_DOMAIN
 from digest.store.subscribers import get_subscriber
@@ -44,15 +44,8 @@ _PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 _proxy_warned = threading.Event()
 
 
-class MailSender(Protocol):
-    """What the web needs from the mailer (digest.mailer.SmtpPool satisfies it)."""
-
-    async def send(self, sender: str, recipient: str, message: bytes) -> object: ...
-
-
-def utc_now() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
+#: What the web needs from the mailer: the mailer's Transport (digest.mailer.SmtpPool is one).
+MailSender = Transport
 
 
 def path_of(url: str) -> str:
@@ -95,14 +88,7 @@ class Site:
         )
         self.env = environment()
         self.secure_cookie = config.web.base_url.startswith("https://")
-        self.sender = config.smtp.from_
-        self.envelope_sender = parseaddr(config.smtp.from_)[1]
-        d = config.digest
-        self.dkim = (
-            DkimSigner.from_file(config.resolve(d.dkim_key_file), d.dkim_selector, d.dkim_domain)
-            if d.dkim_key_file and d.dkim_selector and d.dkim_domain
-            else None
-        )
+        self.notices = ServiceMail.for_config(config, mailer, clock)  # the one service-mail path
         self.rule_preview = RulePreview(config, engine, clock)
 
     # ---- pages
@@ -227,33 +213,11 @@ class Site:
         }
 
     async def send(self, sub: Subscriber, rendered: RenderedEmail, unsubscribe: str, kind: str) -> None:
-        """Build and send one notice; every failure is logged, none reaches the visitor."""
+        """Send one notice; every failure is logged (by the service-mail path), none reaches the visitor."""
         try:
-            message = build_message(
-                rendered,
-                sender=self.sender,
-                recipient=sub.email,
-                list_id=self.config.digest.list_id,
-                unsubscribe_url=unsubscribe,
-                unsubscribe_mailto=self.config.digest.unsubscribe_mailto,
-                date=self.clock(),
-                dkim=self.dkim,
-            )
-            outcome = await self.mailer.send(self.envelope_sender, sub.email, message)
-        except Exception:
+            await self.notices.send(sub.email, rendered, unsubscribe, f"{kind} mail to subscriber {sub.id}")
+        except Exception:  # a bug in a transport: logged, never the visitor's problem
             log.exception("%s mail to subscriber %s could not be sent", kind, sub.id)
-            return
-        status = getattr(outcome, "status", "sent")
-        if status != "sent":
-            log.warning(
-                "%s mail to subscriber %s not accepted: %s %s",
-                kind,
-                sub.id,
-                status,
-                getattr(outcome, "reply", ""),
-            )
-        else:
-            log.info("%s mail sent to subscriber %s", kind, sub.id)
 
 
 def current_site(request: Request) -> Site:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.errors import ConfigError, DigestError
-from digest.message import DKIM_HEADERS, DkimSigner, build_message, make_message_id
+from digest.message import DKIM_HEADERS, DkimSigner, Envelope, build_message, make_message_id
 from digest.models import RenderedEmail, Rule
 from digest.render import render_digest
 
@@ -41,7 +41,8 @@ def build(r: RenderedEmail | None = None, **kw: object) -> bytes:
         "date": WHEN,
     }
     args.update(kw)
-    return build_message(r or rendered(), **args)  # type: ignore[arg-type]
+    dkim = args.pop("dkim", None)
+    return build_message(r or rendered(), Envelope(**args), dkim=dkim)  # type: ignore[arg-type]
 
 
 def parse(raw: bytes) -> EmailMessage:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from digest import render
 from digest.errors import DigestError
-from digest.message import build_message
+from digest.message import Envelope, build_message
 from digest.models import Explanation, MatchedPaper, Paper, Rule, Span
 from digest.render import DigestContext, render_digest
 
@@ -163,12 +163,14 @@ def test_the_digest_matches_its_golden_files(who: str) -> None:
     rendered = render_digest(ctx)
     raw = build_message(
         rendered,
-        sender="Paper Digest <digest@example.org>",
-        recipient=ctx.recipient,
-        list_id="paper-digest.example.org",
-        unsubscribe_url=ctx.unsubscribe_url,
-        unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
-        date=datetime(2026, 1, 1, tzinfo=UTC),
+        Envelope(
+            sender="Paper Digest <digest@example.org>",
+            recipient=ctx.recipient,
+            list_id="paper-digest.example.org",
+            unsubscribe_url=ctx.unsubscribe_url,
+            unsubscribe_mailto="mailto:unsubscribe@example.org?subject=unsubscribe",
+            date=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
     )
     check_golden(f"{who}.html", rendered.html)
     check_golden(
@@ -204,6 +206,8 @@ def test_max_papers_keeps_the_most_upvoted_and_says_how_many_more() -> None:
     assert shown == [mp.paper.title for mp in top[: ctx.max_papers]]
     # What the pipeline records as delivered is exactly what the mail shows.
     assert {mp.paper.title for mp in render.shown_papers(ctx.papers, ctx.max_papers)} == set(shown)
+    by_id = {mp.paper.id: mp.paper.title for mp in ctx.papers}
+    assert [by_id[i] for i in rendered.shown] == shown
     more = len(ctx.papers) - ctx.max_papers
     visible = re.sub(r"<[^>]+>", "", rendered.html).replace("&hellip;", "…")
     assert f"…and {more} more on huggingface.co/papers." in visible
@@ -212,8 +216,8 @@ def test_max_papers_keeps_the_most_upvoted_and_says_how_many_more() -> None:
         f"and {more} more on huggingface.co/papers: https://huggingface.co/papers/date/2025-10-15"
         in rendered.text
     )
-    # The subject counts every match, not only the ones shown.
-    assert rendered.subject == f'Paper Digest — {len(ctx.papers)} new papers for "reasoning" (Wed 15 Oct)'
+    # The subject counts the papers the mail shows ("5 new papers" above 5), not every match.
+    assert rendered.subject == f'Paper Digest — {ctx.max_papers} new papers for "reasoning" (Wed 15 Oct)'
 
 
 def test_one_paper_shows_everything_a_reader_needs() -> None:
@@ -308,6 +312,13 @@ def test_the_subject_follows_the_design_title_count_rules_and_day() -> None:
     assert render_digest(ctx_for([], [a])).subject == "Paper Digest — no new papers (Fri 21 Aug)"
 
 
+def test_the_subject_counts_the_papers_the_mail_shows_not_every_match() -> None:
+    a = Rule("diffusion")
+    rendered = render_digest(ctx_for(_matching([a], 6), [a], max_papers=3))
+    assert rendered.subject == 'Paper Digest — 3 new papers for "diffusion" (Fri 21 Aug)'
+    assert len(rendered.shown) == 3 and "and 3 more" in rendered.text
+
+
 def test_the_subject_is_one_short_line_that_keeps_the_day() -> None:
     rules = [Rule(f"topic{i}\r\nBcc: evil@example.org" * 3, name="") for i in range(8)]
     subject = render_digest(ctx_for(_matching(rules), rules, title="A very long digest title " * 5)).subject
@@ -326,11 +337,13 @@ def test_the_subject_survives_rfc_2047_encoding() -> None:
     rendered = render_digest(ctx_for(_matching(rules), rules, title="Digest — Ünïcode"))
     raw = build_message(
         rendered,
-        sender="Paper Digest <digest@example.org>",
-        recipient="ann@example.org",
-        list_id="paper-digest.example.org",
-        unsubscribe_url="https://digest.example.org/u/TOKEN-unsub",
-        date=datetime(2026, 1, 1, tzinfo=UTC),
+        Envelope(
+            sender="Paper Digest <digest@example.org>",
+            recipient="ann@example.org",
+            list_id="paper-digest.example.org",
+            unsubscribe_url="https://digest.example.org/u/TOKEN-unsub",
+            date=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
     )
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert all(len(line) <= 78 for line in head.split(b"\r\n")) and head.isascii()

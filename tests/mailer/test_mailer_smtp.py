@@ -14,7 +14,7 @@ from smtp_server import DROP, HANG, FaultySmtpServer
 
 from digest.config_load import parse_config
 from digest.errors import DeliveryError
-from digest.mailer import SmtpPool, SmtpSettings, prepare_data, send_with_retry
+from digest.mailer import SmtpPool, SmtpSettings, prepare_data
 
 Server = Callable[..., FaultySmtpServer]
 SENDER = "digest@example.org"
@@ -44,29 +44,6 @@ async def test_a_451_is_temporary_and_the_next_attempt_is_delivered(smtp_server:
         "DATA",
     ]
     assert server.connections == 1
-
-
-async def test_send_with_retry_gets_a_451_message_through_with_backoff(smtp_server: Server) -> None:
-    server = smtp_server()
-    server.script("RCPT", "451 4.3.0 later", "451 4.3.0 later")
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await send_with_retry(
-            pool, SENDER, "reader@example.org", message(), attempts=3, backoff_s=0.01
-        )
-    assert outcome.status == "sent"
-    assert len(server.commands("RCPT")) == 3
-    assert server.count == 1
-
-
-async def test_send_with_retry_gives_up_after_its_attempts(smtp_server: Server) -> None:
-    server = smtp_server()
-    server.script("RCPT", *["451 4.3.0 later"] * 5)
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await send_with_retry(
-            pool, SENDER, "reader@example.org", message(), attempts=2, backoff_s=0.01
-        )
-    assert (outcome.status, outcome.code) == ("temporary", 451)
-    assert len(server.commands("RCPT")) == 2
 
 
 async def test_a_550_is_permanent_and_other_recipients_still_get_mail(smtp_server: Server) -> None:
@@ -115,17 +92,6 @@ async def test_a_drop_after_the_end_of_data_is_uncertain_and_never_resent(smtp_s
     # The pool replaced the dropped connection for the next message.
     assert after.status == "sent"
     assert server.connections == 2
-
-
-async def test_send_with_retry_never_resends_an_uncertain_message(smtp_server: Server) -> None:
-    server = smtp_server()
-    server.script("DATA", DROP)
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await send_with_retry(
-            pool, SENDER, "reader@example.org", message(), attempts=5, backoff_s=0.01
-        )
-    assert outcome.status == "uncertain"
-    assert len(server.commands("DATA")) == 1
 
 
 async def test_no_reply_after_the_end_of_data_is_uncertain(smtp_server: Server) -> None:

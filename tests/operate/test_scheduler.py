@@ -22,7 +22,7 @@ from digest.scheduler import (
     retry_run_date,
     retry_tick,
 )
-from digest.store import outbox
+from digest.store import runs
 from digest.store.tables import run
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -160,12 +160,12 @@ def test_catch_up_is_due_only_after_today_s_fire_time_and_only_until_the_run_is_
     # Down at 07:00, up at 09:30: today's run is caught up.
     assert missed_run_date(config, sqlite_engine, after) == day
     # A run that failed or was interrupted is still due; a finished one never again.
-    claim = outbox.claim_run(sqlite_engine, day, after.astimezone(UTC))
-    outbox.finish_run(sqlite_engine, claim.id, "failed", after.astimezone(UTC), error="smtp down")
+    claim = runs.claim_run(sqlite_engine, day, after.astimezone(UTC))
+    runs.finish_run(sqlite_engine, claim.id, "failed", after.astimezone(UTC), report={"error": "smtp down"})
     assert missed_run_date(config, sqlite_engine, after) == day
-    outbox.finish_run(sqlite_engine, claim.id, "interrupted", after.astimezone(UTC))
+    runs.finish_run(sqlite_engine, claim.id, "interrupted", after.astimezone(UTC))
     assert missed_run_date(config, sqlite_engine, after) == day
-    outbox.finish_run(sqlite_engine, claim.id, "done", after.astimezone(UTC))
+    runs.finish_run(sqlite_engine, claim.id, "done", after.astimezone(UTC))
     assert missed_run_date(config, sqlite_engine, after) is None
     with sqlite_engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(run)).scalar() == 1
@@ -194,10 +194,10 @@ async def test_the_retry_job_takes_up_only_today_s_unfinished_run_after_its_fire
         return await retry_tick(config, sqlite_engine, job, busy=lambda: busy, clock=lambda: now)
 
     assert retry_run_date(config, sqlite_engine, after) is None, "no run row: the cron or catch-up owns it"
-    claim = outbox.claim_run(sqlite_engine, day, after.astimezone(UTC))
+    claim = runs.claim_run(sqlite_engine, day, after.astimezone(UTC))
     assert retry_run_date(config, sqlite_engine, after) is None, "running: someone is on it"
     for status in ("failed", "incomplete", "interrupted"):
-        outbox.finish_run(sqlite_engine, claim.id, status, after.astimezone(UTC))
+        runs.finish_run(sqlite_engine, claim.id, status, after.astimezone(UTC))
         assert retry_run_date(config, sqlite_engine, after) == (day, status)
         assert retry_run_date(config, sqlite_engine, before) is None
         assert retry_run_date(config, sqlite_engine, tomorrow) is None
@@ -205,7 +205,7 @@ async def test_the_retry_job_takes_up_only_today_s_unfinished_run_after_its_fire
     assert called == []
     assert await tick(after) == day
     assert called == [day]
-    outbox.finish_run(sqlite_engine, claim.id, "done", after.astimezone(UTC))
+    runs.finish_run(sqlite_engine, claim.id, "done", after.astimezone(UTC))
     assert retry_run_date(config, sqlite_engine, after) is None
     assert await tick(after) is None
     assert called == [day]
@@ -219,7 +219,7 @@ def test_the_retry_job_picks_up_todays_run_left_running_by_a_dead_process(tmp_pa
     config = parse_config({"schedule": {"cron": "0 7 * * *"}}, tmp_path / "c.toml")
     engine = db.open_database(f"sqlite:///{tmp_path / 'd.db'}")
     started = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
-    outbox.claim_run(engine, date(2026, 11, 20), started, owner="elsewhere:1:x")
+    runs.claim_run(engine, date(2026, 11, 20), started, owner="elsewhere:1:x")
     assert retry_run_date(config, engine, started + timedelta(minutes=1)) is None  # alive: its own run
     assert retry_run_date(config, engine, started + timedelta(minutes=30)) == (
         date(2026, 11, 20),

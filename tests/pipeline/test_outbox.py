@@ -8,14 +8,14 @@ import sqlalchemy as sa
 from pipeline_helpers import DAY, NOW, subscribe
 
 from digest.models import DeliveryState
-from digest.store import outbox
+from digest.store import outbox, planning, runs
 from digest.store.tables import run
 
 
 def test_a_claim_from_a_stale_read_loses_to_the_process_that_moved_the_row(engine: sa.Engine) -> None:
     sid = subscribe(engine, "ada@example.org", "agent*")
-    claim = outbox.claim_run(engine, DAY, NOW, owner="a:1:x")
-    outbox.write_plan(engine, claim.id, [outbox.PlannedDelivery(sid, ["p1"])], NOW)
+    claim = runs.claim_run(engine, DAY, NOW, owner="a:1:x")
+    planning.write_plan(engine, claim.id, [planning.PlannedDelivery(sid, ["p1"])], NOW)
     (seen,) = outbox.due_deliveries(engine, [claim.id], NOW, 10)  # process A reads the row...
     (fresh,) = outbox.due_deliveries(engine, [claim.id], NOW, 10)
     won = outbox.claim_one(engine, fresh, NOW)  # ...process B claims it, fails temporarily, puts it back
@@ -36,11 +36,11 @@ def test_a_claim_from_a_stale_read_loses_to_the_process_that_moved_the_row(engin
 
 
 def test_a_run_left_by_an_earlier_process_with_our_pid_is_recovered(engine: sa.Engine) -> None:
-    me = outbox.this_owner()
+    me = runs.this_owner()
     host, pid, _nonce = me.rsplit(":", 2)
     ghost = f"{host}:{pid}:deadbeef"  # same host name and pid (a restarted container), another process
-    outbox.claim_run(engine, DAY, NOW, owner=ghost)
-    assert outbox.recover_abandoned(engine, NOW + timedelta(seconds=5), me) == 1
+    runs.claim_run(engine, DAY, NOW, owner=ghost)
+    assert runs.recover_abandoned(engine, NOW + timedelta(seconds=5), me) == 1
     with engine.connect() as conn:
         assert conn.execute(sa.select(run.c.status)).scalar() == "interrupted"
 
@@ -53,14 +53,14 @@ def test_planning_is_serialised_across_processes_and_dates(engine: sa.Engine) ->
     holding = threading.Event()
 
     def first() -> None:
-        with outbox.planning_lock(engine):
+        with planning.planning_lock(engine):
             holding.set()
             time.sleep(0.3)
             order.append("first done")
 
     def second() -> None:
         holding.wait(5)
-        with outbox.planning_lock(engine):  # another engine would do the same: the lock is outside Python
+        with planning.planning_lock(engine):  # another engine would do the same: the lock is outside Python
             order.append("second in")
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]

@@ -205,16 +205,16 @@ async def test_an_unsubscribe_between_planning_and_sending_takes_effect(
     from pipeline_helpers import NOW
 
     from digest.models import SubscriberStatus
-    from digest.pipeline import fetch_and_store, plan_run
-    from digest.store import outbox
+    from digest.planning import fetch_and_store, plan_run
+    from digest.store import planning, runs
     from digest.store.subscribers import set_status
 
     config = make_config(tmp_path, hf_url=hf.base_url, smtp_port=server.port)
     engine = db.open_database(config.database_url)
     sid = subscribe(engine, "ada@example.org", "agent*")
-    claim = outbox.claim_run(engine, DAY, NOW, owner="elsewhere:1")
+    claim = runs.claim_run(engine, DAY, NOW, owner="elsewhere:1")
     await fetch_and_store(config, engine, DAY, now=NOW)
-    outbox.write_plan(engine, claim.id, plan_run(config, engine, DAY), NOW)
+    planning.write_plan(engine, claim.id, plan_run(config, engine, DAY), NOW)
     set_status(engine, sid, SubscriberStatus.UNSUBSCRIBED, now=NOW)
     report = await run_once(config, engine, server)  # takes over the dead owner's planned run
     assert report.status == "done"
@@ -294,13 +294,13 @@ async def test_a_weekly_digest_fetches_the_whole_week(
 def test_a_run_held_by_another_live_process_keeps_its_heartbeat_and_its_result(engine: sa.Engine) -> None:
     from pipeline_helpers import NOW
 
-    from digest.store import outbox
+    from digest.store import runs
 
-    claim = outbox.claim_run(engine, DAY, NOW, owner="other-host:1")
+    claim = runs.claim_run(engine, DAY, NOW, owner="other-host:1")
     later = NOW + timedelta(minutes=1)
-    outbox.heartbeat(engine, claim.id, later, owner="me:2")  # not ours: no effect
-    assert not outbox.finish_run(engine, claim.id, "done", later, owner="me:2")
+    runs.heartbeat(engine, claim.id, later, owner="me:2")  # not ours: no effect
+    assert not runs.finish_run(engine, claim.id, "done", later, owner="me:2")
     with engine.connect() as conn:
         row = conn.execute(sa.select(run.c.status, run.c.heartbeat_at)).one()
     assert row.status == "running"
-    assert outbox.finish_run(engine, claim.id, "done", later, owner="other-host:1")
+    assert runs.finish_run(engine, claim.id, "done", later, owner="other-host:1")

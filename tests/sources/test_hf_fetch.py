@@ -16,7 +16,7 @@ import pytest
 from digest.config import SourceConfig
 from digest.demo.snapshot_server import API_PATH, Fault, SnapshotServer
 from digest.errors import SourceError
-from digest.sources import RetryPolicy, fetch_day, fetch_days, window_days
+from digest.sources import RetryPolicy, fetch_day, fetch_days
 
 FAST = RetryPolicy(max_attempts=5, backoff_base_s=0.01, backoff_max_s=0.05)
 DAY = date(2026, 8, 21)  # 17 papers in the capture
@@ -251,8 +251,3 @@ async def test_a_caller_supplied_client_is_used_and_left_open(srv: SnapshotServe
         assert len(result.papers) == 17
         assert not client.is_closed
     assert srv.requests[0].headers["user-agent"].startswith("paper-digest/")
-
-
-def test_the_fetch_window_is_the_day_and_its_look_back_oldest_first() -> None:
-    assert window_days(DAY, 3) == [date(2026, 8, 18), date(2026, 8, 19), date(2026, 8, 20), DAY]
-    assert window_days(DAY, 0) == [DAY]

@@ -6,7 +6,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from digest.config_load import parse_config
-from digest.message import build_message
+from digest.message import Envelope, build_message
 from digest.models import Cadence, Rule, Subscriber, SubscriberStatus
 from digest.notices import (
     confirm_url,
@@ -100,10 +100,12 @@ def test_a_notice_becomes_a_valid_mime_message(tmp_path: Path) -> None:
     mail = render_welcome(config, SECRET, SUB)
     raw = build_message(
         mail,
-        sender="Paper Digest <digest@example.org>",
-        recipient=SUB.email,
-        list_id="paper-digest.example.org",
-        unsubscribe_url=unsubscribe_url(config, SECRET, SUB),
+        Envelope(
+            sender="Paper Digest <digest@example.org>",
+            recipient=SUB.email,
+            list_id="paper-digest.example.org",
+            unsubscribe_url=unsubscribe_url(config, SECRET, SUB),
+        ),
     )
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Subject"] == "Welcome to Paper digest"

@@ -1,0 +1,78 @@
+"""`digest subscribe`, `unsubscribe` and `subscribers`: the operator manages the list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from digest.cli.base import app, load, out
+
+
+@app.command()
+def subscribe(
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    rule: Annotated[list[str], typer.Option("--rule", "-r", help="A keyword rule (repeat for several).")],
+    name: Annotated[str | None, typer.Option("--name", help="The subscriber's name.")] = None,
+    confirmed: Annotated[
+        bool, typer.Option("--confirmed", help="Activate now, skipping double opt-in.")
+    ] = False,
+) -> None:
+    """Add a subscriber (admin). Without --confirmed a confirmation mail is sent first."""
+    from digest.pipeline import open_store
+    from digest.subscriptions import admin_subscribe
+
+    cfg = load()
+    sub = asyncio.run(admin_subscribe(cfg, open_store(cfg), email, rule, name=name, confirmed=confirmed))
+    out.print(f"{sub.email}: {sub.status} with {len(sub.rules)} rule(s)")
+
+
+@app.command()
+def unsubscribe(email: Annotated[str, typer.Argument(help="The subscriber's address.")]) -> None:
+    """Unsubscribe an address (admin)."""
+    from digest.pipeline import open_store
+    from digest.subscriptions import admin_unsubscribe
+
+    cfg = load()
+    admin_unsubscribe(cfg, open_store(cfg), email)
+    out.print(f"{email}: unsubscribed")
+
+
+@app.command()
+def subscribers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List subscribers: email, status, rules, cadence, last digest."""
+    from digest.pipeline import open_store
+    from digest.store.subscribers import list_subscribers
+
+    cfg = load()
+    rows = list_subscribers(open_store(cfg))
+    if as_json:
+        data: list[dict[str, Any]] = [
+            {
+                "email": r.email,
+                "status": str(r.status),
+                "rules": list(r.rules),
+                "cadence": str(r.cadence),
+                "last_digest_at": r.last_digest_at.isoformat() if r.last_digest_at else None,
+            }
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("email", "status", "cadence", "rules", "last digest")
+    for r in rows:
+        table.add_row(
+            r.email,
+            str(r.status),
+            str(r.cadence),
+            "\n".join(r.rules),
+            r.last_digest_at.strftime("%Y-%m-%d %H:%M") if r.last_digest_at else "-",
+        )
+    out.print(table)
+    out.print(f"{len(rows)} subscriber(s)")

@@ -1,0 +1,182 @@
+"""Who is due, and what each due subscriber gets: ONE answer for the run, the dry run, ``preview`` and the
+web preview.
+
+A subscriber's digest holds the papers of their window (``lookback_days``; a week for a weekly digest) with
+at least ``source.min_upvotes``, that their rules match, that were never delivered to them nor promised by an
+unfinished outbox row, most upvoted first. The rules are matched here, once: each planned row carries its
+matches (with their explanations) to ``compose``, which only renders.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from digest.clock import utc_now
+from digest.config import Config
+from digest.errors import RuleError
+from digest.models import Cadence, MatchedPaper, Paper, Subscriber
+from digest.rules import BatchMatcher
+from digest.sources import fetch_days
+from digest.store.db import Engine
+from digest.store.papers import delivered_ids, load_papers, upsert_papers
+from digest.store.planning import PlannedDelivery, in_flight_papers
+from digest.store.subscribers import active_subscribers
+
+log = logging.getLogger("digest.planning")
+
+#: Weekly subscribers see the papers of the last seven days.
+WEEKLY_WINDOW_DAYS = 6
+
+
+def window(config: Config, run_date: date, cadence: Cadence = Cadence.DAILY) -> tuple[date, date]:
+    """The first and last day whose papers a digest of ``cadence`` on ``run_date`` may carry."""
+    days = config.source.lookback_days
+    if cadence == Cadence.WEEKLY:
+        days = max(days, WEEKLY_WINDOW_DAYS)
+    return run_date - timedelta(days=days), run_date
+
+
+def is_due(sub: Subscriber, run_date: date) -> bool:
+    """Daily subscribers are due every day, weekly ones on their weekday."""
+    return sub.cadence != Cadence.WEEKLY or sub.weekday == run_date.weekday()
+
+
+def due_subscribers(engine: Engine, run_date: date) -> list[Subscriber]:
+    """The active subscribers whose digest falls on ``run_date``."""
+    return [s for s in active_subscribers(engine) if is_due(s, run_date)]
+
+
+def fetch_cadence(subscribers: Sequence[Subscriber]) -> Cadence:
+    """The widest window these subscribers need: weekly when a weekly digest is among them."""
+    return Cadence.WEEKLY if any(s.cadence == Cadence.WEEKLY for s in subscribers) else Cadence.DAILY
+
+
+async def fetch_and_store(
+    config: Config,
+    engine: Engine,
+    run_date: date,
+    *,
+    now: datetime | None = None,
+    cadence: Cadence = Cadence.DAILY,
+) -> list[Paper]:
+    """Fetch the days of the ``cadence`` window of ``run_date`` and upsert them.
+
+    SourceError stops it: nothing is stored from a source that answered something we cannot trust.
+    """
+    start, end = window(config, run_date, cadence)
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    batch = await fetch_days(config.source, days)
+    upsert_papers(engine, batch.papers, now or utc_now())
+    log.info(
+        "fetched %d papers for %s..%s", len(batch.papers), start, end, extra={"papers": len(batch.papers)}
+    )
+    return list(batch.papers)
+
+
+def stored_papers(
+    config: Config, engine: Engine, run_date: date, cadence: Cadence = Cadence.DAILY
+) -> list[Paper]:
+    """The stored papers a digest of ``cadence`` on ``run_date`` may carry (``min_upvotes`` applied)."""
+    start, end = window(config, run_date, cadence)
+    return load_papers(engine, start, end, min_upvotes=config.source.min_upvotes)
+
+
+def preview_papers(config: Config, engine: Engine, today: date, days: int) -> list[Paper]:
+    """The papers of the last ``days`` days that a digest could carry (``min_upvotes`` applied): the web
+    preview matches a visitor's rules against these."""
+    return load_papers(engine, today - timedelta(days=days - 1), today, min_upvotes=config.source.min_upvotes)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One due subscriber's digest: the papers it carries, in mail order, each with why it matched."""
+
+    subscriber: Subscriber
+    matches: Sequence[MatchedPaper]
+
+    @property
+    def paper_ids(self) -> list[str]:
+        return [m.paper.id for m in self.matches]
+
+    def row(self) -> PlannedDelivery:
+        """The outbox row of this digest."""
+        return PlannedDelivery(self.subscriber.id, self.paper_ids)
+
+
+@dataclass
+class Planner:
+    """Plans a day's digests. One matcher per window, so each distinct rule is evaluated once per run.
+
+    ``explain=False`` (the real run, which only writes paper ids to the outbox) leaves the explanations to
+    the delivery, which computes them from the same matcher's memo for the papers it shows.
+    """
+
+    config: Config
+    engine: Engine
+    run_date: date
+    explain: bool = True
+    _matchers: dict[Cadence, BatchMatcher] = field(default_factory=dict, repr=False)
+
+    def matcher(self, cadence: Cadence) -> BatchMatcher:
+        """The matcher over the papers of the ``cadence`` window (built once)."""
+        found = self._matchers.get(cadence)
+        if found is None:
+            papers = stored_papers(self.config, self.engine, self.run_date, cadence)
+            found = self._matchers[cadence] = BatchMatcher(papers)
+        return found
+
+    def plan(self, subscribers: Sequence[Subscriber]) -> list[Planned]:
+        """Per subscriber: the matching papers of their window never delivered nor promised to them."""
+        out: list[Planned] = []
+        for cadence in (Cadence.DAILY, Cadence.WEEKLY):
+            group = [s for s in subscribers if s.cadence == cadence]
+            if not group:
+                continue
+            matcher = self.matcher(cadence)
+            ids = [s.id for s in group]
+            paper_ids = [p.id for p in matcher.papers]
+            seen = delivered_ids(self.engine, ids, paper_ids) if paper_ids else {}
+            promised = in_flight_papers(self.engine, ids)
+            for sub in group:
+                already = seen.get(sub.id, set()) | promised.get(sub.id, set())
+                out.append(Planned(sub, self.matches(matcher, sub, already, explain=self.explain)))
+        return out
+
+    @staticmethod
+    def matches(
+        matcher: BatchMatcher, sub: Subscriber, exclude: set[str], *, explain: bool = True
+    ) -> list[MatchedPaper]:
+        """The subscriber's matches in ``matcher``, minus ``exclude``, most upvoted first (ties: id);
+        without ``explain`` the matches carry no explanation (cheaper: ids are all the outbox keeps)."""
+        try:
+            if explain:
+                found = matcher.select(sub.rules)
+            else:
+                hits = sorted((matcher.papers[i] for i in matcher.match(sub.rules)), key=_best_first)
+                found = [MatchedPaper(p, ()) for p in hits]
+        except RuleError as exc:  # a stored rule this version cannot read: skip the one subscriber
+            log.error("subscriber %d has a rule that cannot be parsed, skipped: %s", sub.id, exc.problem)
+            return []
+        return [m for m in found if m.paper.id not in exclude]
+
+
+def _best_first(p: Paper) -> tuple[int, str]:
+    return (-p.upvotes, p.id)
+
+
+def plan_day(config: Config, engine: Engine, run_date: date, *, explain: bool = True) -> list[Planned]:
+    """Every digest due on ``run_date``: the run writes it to the outbox, the dry run renders it."""
+    return Planner(config, engine, run_date, explain).plan(due_subscribers(engine, run_date))
+
+
+def plan_run(config: Config, engine: Engine, run_date: date) -> list[PlannedDelivery]:
+    """The outbox rows of ``plan_day`` (what the real run writes)."""
+    return [p.row() for p in plan_day(config, engine, run_date, explain=False)]
+
+
+def plan_subscriber(config: Config, engine: Engine, sub: Subscriber, run_date: date) -> Planned:
+    """What ``sub`` would get on ``run_date`` (``digest preview``), whether or not the day is theirs."""
+    return Planner(config, engine, run_date).plan([sub])[0]

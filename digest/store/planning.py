@@ -1,0 +1,104 @@
+"""Planning's side of the outbox: what is already promised, the new rows, and the lock that serialises it.
+
+A plan reads what each subscriber has been sent or promised and then writes its outbox rows; the planning
+lock keeps two runs (of different dates, in different processes) from doing that at the same moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from digest.models import DeliveryState
+from digest.store.tables import delivery, run
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    subscriber_id: int
+    paper_ids: Sequence[str]  # all matched, in mail order; an empty list means skipped (nothing new)
+
+
+def write_plan(
+    engine: sa.Engine, run_id: int, plan: Iterable[PlannedDelivery], now: datetime, *, skip_empty: bool = True
+) -> int:
+    """Insert the outbox rows of a run and mark it planned, in one transaction. Returns rows written.
+
+    A subscriber with nothing new is ``skipped`` (``skip_empty``) or gets an empty digest (pending).
+    """
+    rows = [
+        {
+            "run_id": run_id,
+            "subscriber_id": p.subscriber_id,
+            "state": DeliveryState.PENDING if p.paper_ids or not skip_empty else DeliveryState.SKIPPED,
+            "attempts": 0,
+            "paper_ids": list(p.paper_ids),
+            "updated_at": now,
+        }
+        for p in plan
+    ]
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 5000):
+            conn.execute(delivery.insert(), rows[start : start + 5000])
+        conn.execute(run.update().where(run.c.id == run_id).values(planned_at=now, heartbeat_at=now))
+    return len(rows)
+
+
+def in_flight_papers(engine: sa.Engine, subscriber_ids: Sequence[int]) -> dict[int, set[str]]:
+    """Papers already promised to a subscriber by an unfinished or uncertain outbox row of any run.
+
+    Planning excludes them, so a retry still waiting from an earlier run and today's digest never carry the
+    same paper; uncertain ones count too, since they may have arrived (RFC 1047).
+    """
+    waiting = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING, DeliveryState.UNCERTAIN)
+    out: dict[int, set[str]] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(subscriber_ids), 5000):
+            chunk = list(subscriber_ids[start : start + 5000])
+            rows = conn.execute(
+                sa.select(delivery.c.subscriber_id, delivery.c.paper_ids).where(
+                    delivery.c.subscriber_id.in_(chunk), delivery.c.state.in_(waiting)
+                )
+            )
+            for sid, ids in rows:
+                out.setdefault(sid, set()).update(ids or [])
+    return out
+
+
+#: The key of the PostgreSQL advisory lock that serialises planning (any constant, unique to this app).
+PLANNING_LOCK_KEY = 0x50_44_69_67  # "PDig"
+
+
+@contextmanager
+def planning_lock(engine: sa.Engine) -> Iterator[None]:
+    """Serialise planning across processes and run dates.
+
+    A plan reads what each subscriber has been sent or promised and then writes its outbox rows; two runs
+    for different dates planning at the same moment would each miss the other's rows and could promise the
+    same paper twice. PostgreSQL: a session advisory lock. SQLite (one machine by nature): an exclusive
+    lock on a file beside the database.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({PLANNING_LOCK_KEY})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({PLANNING_LOCK_KEY})")
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield  # one connection, one process: nothing to serialise
+        return
+    import fcntl
+
+    with open(f"{database}.plan-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,109 @@
+"""Every service mail takes the one path: the CLI's confirmation and the run's admin alert carry the same DKIM
+signature and the same List-Unsubscribe (with its mailto) as the web form's mails.
+
+Real parts: `digest` in a subprocess, the fault-injecting aiosmtpd server, dkimpy verifying the signature
+against the public key of a key pair made for the test.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import dkim
+import pytest
+from digest.sources.snapshot_server import SnapshotServer
+from dkim import dknewkey
+from test_commands import digest, point_at
+
+MAILTO = "unsubscribe@example.org"
+DAY = date(2026, 8, 21)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    result = digest("init", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+@pytest.fixture
+def hf(hf_fixtures: Path) -> Iterator[SnapshotServer]:
+    with SnapshotServer(hf_fixtures) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A fresh RSA key pair made with dkimpy's key generator: (private key file, DNS TXT record)."""
+    folder = tmp_path_factory.mktemp("dkim")
+    key, dns = folder / "mail.key", folder / "mail.dns"
+    dknewkey.GenRSAKeys(str(key), verbose=False)
+    dknewkey.ExtractRSADnsPublicKey(str(key), str(dns), verbose=False)
+    return key, dns.read_bytes()
+
+
+def signing_workspace(workspace: Path, hf: SnapshotServer, server: Any, key: Path) -> None:
+    point_at(workspace, hf.base_url, server)
+    path = workspace / "config.toml"
+    text = path.read_text().replace(
+        "[digest]\n",
+        f'[digest]\nunsubscribe_mailto = "{MAILTO}"\ndkim_key_file = "{key}"\n'
+        'dkim_selector = "mail"\ndkim_domain = "example.org"\n',
+        1,
+    )
+    path.write_text(text)
+
+
+def assert_signed_and_headed(raw: bytes, txt: bytes) -> EmailMessage:
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return txt if name == b"mail._domainkey.example.org." else b""
+
+    assert raw.startswith(b"DKIM-Signature: "), raw[:200]
+    assert dkim.verify(raw, dnsfunc=dns)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    unsubscribe = str(msg["List-Unsubscribe"])
+    assert f"<mailto:{MAILTO}>" in unsubscribe and "<https://" in unsubscribe
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    return msg
+
+
+def test_the_confirmation_from_digest_subscribe_is_signed_and_carries_the_mailto_unsubscribe(
+    workspace: Path, hf: SnapshotServer, smtp_server: Any, dkim_key: tuple[Path, bytes]
+) -> None:
+    server = smtp_server()
+    key, txt = dkim_key
+    signing_workspace(workspace, hf, server, key)
+    result = digest("subscribe", "ada@example.org", "--rule", "agent*", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    (mail,) = [m for m in server.messages if "ada@example.org" in m.recipients]
+    msg = assert_signed_and_headed(mail.data, txt)
+    assert "/confirm/" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_an_admin_alert_is_signed_and_headed_like_every_other_mail(
+    workspace: Path, hf: SnapshotServer, smtp_server: Any, dkim_key: tuple[Path, bytes]
+) -> None:
+    server = smtp_server()
+    key, txt = dkim_key
+    signing_workspace(workspace, hf, server, key)
+    # The site changed: every item fails the schema. The run fails and the admin is told.
+    hf.add_day(DAY, [{"not": "a paper"}] * 5)
+    hf.add_html(DAY, "<html><body>new design</body></html>")
+    assert (
+        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
+        == 0
+    )
+    result = digest("run", "--date", DAY.isoformat(), cwd=workspace, timeout=120)
+    assert result.returncode == 1
+    alerts = [m for m in server.messages if "ops@example.org" in m.recipients]
+    assert len(alerts) == 1, result.stderr
+    msg = assert_signed_and_headed(alerts[0].data, txt)
+    assert "source problem" in str(msg["Subject"])
