@@ -17,7 +17,7 @@ from typing import Any
 
 import dkim
 import pytest
-from digest.sources.snapshot_server import SnapshotServer
+from digest.demo.snapshot_server import SnapshotServer
 from dkim import dknewkey
 from test_commands import digest, point_at
 
