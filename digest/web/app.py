@@ -83,12 +83,17 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class RuleProblem:
-    """One bad line of the rules box, shown inline with a caret."""
+    """One bad line of the rules box, shown inline with a caret (for the eye) and said in words.
+
+    ``line`` and ``column`` (1-based, 0 when not about a place) count as the box does: blank lines and
+    leading spaces included, so "line 3, character 7" is where a screen reader's caret finds it.
+    """
 
     line: int
     problem: str
     rule: str
     caret: str
+    column: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +125,15 @@ def check_rules(text: str) -> tuple[list[str], list[RuleProblem]]:
     problems: list[RuleProblem] = []
     if len(lines) > MAX_RULE_LINES:
         problems.append(RuleProblem(0, f"at most {MAX_RULE_LINES} rules; combine some with OR", "", ""))
-    for number, line in enumerate(lines, 1):
+    # The box's own line numbers and indents: rule_lines drops blank lines and strips each line.
+    raw = [(number, row) for number, row in enumerate(text.splitlines(), 1) if row.strip()]
+    for (number, row), line in zip(raw, lines, strict=False):
         try:
             validate_rules([line])
         except RuleError as exc:
             shown = exc.rule.replace("\t", " ")
-            problems.append(RuleProblem(number, exc.problem, shown, " " * exc.position + "^"))
+            column = len(row) - len(row.lstrip()) + exc.position + 1
+            problems.append(RuleProblem(number, exc.problem, shown, " " * exc.position + "^", column))
     return lines, problems
 
 
@@ -644,11 +652,16 @@ def create_app(
                         rules_text=rules[:MAX_RULES_TEXT],
                         problems=problems,
                         error="" if lines else "Write at least one rule.",
+                        error_field="rules",
                     )
                 day = int(weekday) if weekday.isdigit() else -1
                 if cadence not in ("daily", "weekly") or not 0 <= day <= 6:
                     return manage_page(
-                        request, sub, 400, error="Choose daily or weekly and a day of the week."
+                        request,
+                        sub,
+                        400,
+                        error="Choose daily or weekly and a day of the week.",
+                        error_field="cadence-daily",
                     )
                 repo.set_rules(site.engine, sub.id, lines, now=now)
                 sub = repo.set_cadence(site.engine, sub.id, Cadence(cadence), day, now)
@@ -662,7 +675,11 @@ def create_app(
             if action == "delete":
                 if confirm_delete != "yes":
                     return manage_page(
-                        request, sub, 400, error="Tick the box to confirm that everything should be deleted."
+                        request,
+                        sub,
+                        400,
+                        error="Tick the box to confirm that everything should be deleted.",
+                        error_field="confirm-delete",
                     )
                 repo.delete_subscriber_data(site.engine, sub.id, now)
                 return site.message(
