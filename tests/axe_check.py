@@ -55,3 +55,24 @@ def assert_accessible(page: Any, where: str) -> list[dict[str, Any]]:
     blocking = [v for v in found if v["impact"] in BLOCKING]
     assert not blocking, f"{where}: axe-core found\n" + json.dumps(found, indent=1)
     return found
+
+
+def _rgb(css: str) -> tuple[float, float, float]:
+    parts = css[css.index("(") + 1 : css.index(")")].split(",")
+    r, g, b = (float(x) for x in parts[:3])
+    return r, g, b
+
+
+def _luminance(css: str) -> float:
+    def channel(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in _rgb(css))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """The WCAG contrast ratio of two CSS rgb() colours."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
