@@ -84,7 +84,9 @@ def test_the_postal_address_reads_at_4_5_to_1_in_light_and_dark(browser: Any) ->
             address = page.locator(".addr")
             assert address.inner_text().startswith("Paper Digest")
             colour = address.evaluate("e => getComputedStyle(e).color")
-            assert page.locator(".container").evaluate("e => getComputedStyle(e).backgroundColor") == background
+            assert (
+                page.locator(".container").evaluate("e => getComputedStyle(e).backgroundColor") == background
+            )
             assert contrast(colour, background) >= 4.5, f"{scheme}: {colour} on {background}"
         finally:
             page.close()
@@ -145,4 +147,3 @@ def test_the_upvote_triangle_is_not_read_out(browser: Any) -> None:
         assert "·" not in tree  # separators are decoration
     finally:
         page.close()
-
