@@ -12,7 +12,7 @@ from typing import Any
 import freezegun
 import pytest
 from axe_check import assert_accessible, contrast
-from test_web_browser import Served, _mail, links_in_base, served
+from test_web_browser import Served, _mail, _shot, links_in_base, served
 from web_helpers import SECRET
 
 from digest.tokens import make_token
@@ -62,6 +62,7 @@ def test_axe_finds_nothing_serious_on_any_page(served: Served, browser: Any, wid
     page.get_by_role("button", name="Subscribe").click()
     expect(page).to_have_title(re.compile("^Error: "))
     assert_accessible(page, f"subscribe errors, {where}")
+    _shot(page, f"a11y-subscribe-errors-{width}-{scheme}")
 
     page.get_by_label("Email address").fill("ann@example.org")
     page.get_by_label("Rules, one per line").fill("diffusion")
@@ -83,6 +84,7 @@ def test_axe_finds_nothing_serious_on_any_page(served: Served, browser: Any, wid
     page.get_by_role("button", name="Save").click()
     expect(page).to_have_title(re.compile("^Error: "))
     assert_accessible(page, f"manage errors, {where}")
+    _shot(page, f"a11y-manage-errors-{width}-{scheme}")
     page.get_by_label("Rules, one per line").fill("agents")
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".notice")).to_have_text("Saved.")
