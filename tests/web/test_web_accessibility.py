@@ -7,6 +7,7 @@ links to the field; the focus ring stands out from the page.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import freezegun
@@ -15,6 +16,9 @@ from axe_check import assert_accessible, contrast
 from test_web_browser import Served, _mail, _shot, links_in_base, served
 from web_helpers import SECRET
 
+from digest.config import parse_config
+from digest.models import Rule, Subscriber
+from digest.notices import render_confirmation, render_reminder, render_welcome
 from digest.tokens import make_token
 
 __all__ = ["served"]  # the fixture, shared with the end-to-end browser test
@@ -250,3 +254,21 @@ def test_the_focus_ring_stands_out_from_the_page_by_3_to_1(served: Served, brows
     assert element == "email" and style == "solid" and float(width.rstrip("px")) >= 2
     assert contrast(ring, background) >= 3, f"{scheme}: focus ring {ring} on {background}"
     context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_service_mails_read_well_in_light_and_dark(browser: Any, scheme: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    config = parse_config({"web": {"base_url": "https://digest.example.org/"}}, tmp_path / "config.toml")
+    sub = Subscriber(id=7, email="ann@example.org", rules=(Rule("diffusion"),), name="Ann")
+    for render in (render_confirmation, render_welcome, render_reminder):
+        mail = render(config, SECRET, sub)
+        page = browser.new_page(color_scheme=scheme)
+        try:
+            page.route("**/*", lambda route: route.abort())
+            page.set_content(mail.html, wait_until="load")
+            assert_accessible(page, f"{render.__name__}, {scheme}")
+            expect(page.get_by_role("article")).to_have_accessible_name(mail.subject)
+        finally:
+            page.close()
