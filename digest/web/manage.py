@@ -96,7 +96,12 @@ def _act(site: Site, request: Request, sub: Subscriber, form: ManageForm) -> HTM
     if form.action == "delete":
         if form.confirm_delete != "yes":
             return manage_page(
-                site, request, sub, 400, error="Tick the box to confirm that everything should be deleted."
+                site,
+                request,
+                sub,
+                400,
+                error="Tick the box to confirm that everything should be deleted.",
+                error_field="confirm-delete",
             )
         repo.delete_subscriber_data(site.engine, sub.id, now)
         return site.message(200, "Your data is deleted", DELETED_TEXT)
@@ -114,10 +119,18 @@ def _save(site: Site, request: Request, sub: Subscriber, form: ManageForm) -> HT
             rules_text=form.rules[:MAX_RULES_TEXT],
             problems=problems,
             error="" if lines else "Write at least one rule.",
+            error_field="rules",
         )
     day = int(form.weekday) if form.weekday.isdigit() else -1
     if form.cadence not in ("daily", "weekly") or not 0 <= day <= 6:
-        return manage_page(site, request, sub, 400, error="Choose daily or weekly and a day of the week.")
+        return manage_page(
+            site,
+            request,
+            sub,
+            400,
+            error="Choose daily or weekly and a day of the week.",
+            error_field="cadence-daily",
+        )
     now = site.clock()
     repo.set_rules(site.engine, sub.id, lines, now=now)
     sub = repo.set_cadence(site.engine, sub.id, Cadence(form.cadence), day, now)

@@ -27,12 +27,17 @@ MAX_RULE_LINES = MAX_RULES
 
 @dataclass(frozen=True, slots=True)
 class RuleProblem:
-    """One bad line of the rules box, shown inline with a caret."""
+    """One bad line of the rules box, shown inline with a caret (for the eye) and said in words.
+
+    ``line`` and ``column`` (1-based, 0 when not about a place) count as the box does: blank lines and
+    leading spaces included, so "line 3, character 7" is where a screen reader's caret finds it.
+    """
 
     line: int
     problem: str
     rule: str
     caret: str
+    column: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +74,15 @@ def check_rules(text: str) -> tuple[list[str], list[RuleProblem]]:
     problems: list[RuleProblem] = []
     if len(lines) > MAX_RULE_LINES:
         problems.append(RuleProblem(0, f"at most {MAX_RULE_LINES} rules; combine some with OR", "", ""))
-    for number, line in enumerate(lines, 1):
+    # The box's own line numbers and indents: rule_lines drops blank lines and strips each line.
+    raw = [(number, row) for number, row in enumerate(text.splitlines(), 1) if row.strip()]
+    for (number, row), line in zip(raw, lines, strict=False):
         try:
             validate_rules([line])
         except RuleError as exc:
             shown = exc.rule.replace("\t", " ")
-            problems.append(RuleProblem(number, exc.problem, shown, " " * exc.position + "^"))
+            column = len(row) - len(row.lstrip()) + exc.position + 1
+            problems.append(RuleProblem(number, exc.problem, shown, " " * exc.position + "^", column))
     return lines, problems
 
 

@@ -116,7 +116,7 @@ def test_a_visitor_subscribes_confirms_edits_and_unsubscribes_in_a_browser(
     rules.press("End")
     rules.press_sequentially("\ntitle:(agent OR", delay=10)
     expect(preview.locator(".problems pre")).to_contain_text("title:(agent OR")
-    expect(preview.locator(".problems")).to_contain_text("Line 2")
+    expect(page.locator("#preview-status")).to_contain_text("Line 2, character 14")
     _shot(page, "03-rule-error")
     rules.fill("diffusion\nagents")
     expect(preview.locator(".papers li")).to_have_count(3)

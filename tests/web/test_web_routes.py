@@ -195,9 +195,13 @@ async def test_bad_addresses_and_rules_are_shown_inline_and_nothing_is_stored(we
     assert answer.status_code == 400
     html = answer.text
     assert 'id="email-error"' in html and 'aria-invalid="true"' in html
-    assert "Line 2:" in html and "Line 3:" in html
+    # The place in words (the caret under the rule is for the eye only), in the field's description too.
+    assert "Line 2, character 14: " in html and "Line 3, character 1: " in html
+    assert 'aria-describedby="rules-error rules-help"' in html
     pre = re.findall(r"<pre>(.*?)</pre>", html, re.S)
-    assert pre and pre[0].splitlines()[0] == "title:(agent OR" and pre[0].splitlines()[1].endswith("^")
+    assert pre and pre[0].splitlines()[0] == "title:(agent OR"
+    assert pre[0].splitlines()[1] == '<span aria-hidden="true">             ^</span>'
+    assert "<title>Error: Subscribe" in html and 'href="#rules">Rules: Line 2, character 14: ' in html
     assert _rows(web.engine) == [] and web.new_mail() == []
     empty = await web.subscribe("ann@example.org", "  \n ")
     assert empty.status_code == 400 and "Write at least one rule." in empty.text
@@ -219,7 +223,9 @@ async def test_the_preview_lists_what_the_rules_matched_this_week(web: Web) -> N
     assert fragment.status_code == 200 and "<html" not in fragment.text
     assert "Agents that Plan" in fragment.text and "Video Diffusion" not in fragment.text
     bad = await web.client.get("/preview", params={"rules": "agents AND"})
-    assert "<pre>agents AND\n       ^</pre>" in bad.text  # the caret under the problem
+    # The caret under the problem, hidden from screen readers, who get the place in words.
+    assert '<pre>agents AND\n<span aria-hidden="true">       ^</span></pre>' in bad.text
+    assert "Line 1, character 8: " in bad.text
     assert _rows(web.engine) == []
 
 
@@ -339,7 +345,8 @@ async def test_the_manage_page_edits_rules_schedule_and_pauses(web: Web) -> None
             "csrf_token": token,
         },
     )
-    assert bad.status_code == 400 and "Line 2:" in bad.text and "<pre>-video\n" in bad.text
+    assert bad.status_code == 400 and "Line 2, character 1: " in bad.text and "<pre>-video\n" in bad.text
+    assert "<title>Error: Your subscription" in bad.text and 'href="#rules">Rules: Line 2' in bad.text
     assert ">agents\n-video</textarea>" in bad.text  # the edit is kept for fixing
     sub = repo.find_subscriber(web.engine, "ann@example.org")
     assert sub is not None and [r.query for r in sub.rules] == ["diffusion"]
