@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from digest.addresses import normalize_email
+from digest.channels.post import post_channels
 from digest.config import Config
 from digest.errors import ConfigError, DeliveryError, RuleError, RunLockedError, SourceError, SubscriberError
 from digest.mailer import FileTransport, SendOutcome, SmtpPool, SmtpSettings, Transport
@@ -33,7 +34,7 @@ from digest.models import (
     Subscriber,
     SubscriberStatus,
 )
-from digest.notices import manage_url, render_admin_alert, render_confirmation, unsubscribe_url
+from digest.notices import digest_url, manage_url, render_admin_alert, render_confirmation, unsubscribe_url
 from digest.render import DigestContext, render_digest, shown_papers
 from digest.rules import BatchMatcher, parse_rule
 from digest.sources import fetch_days
@@ -206,6 +207,7 @@ class Composer:
                 postal_address=self.config.digest.postal_address,
                 title=self.config.digest.title,
                 base_url=self.config.source.base_url,
+                view_url=digest_url(self.config, self.secret, sub, run_date),
             )
         )
         message_id = make_message_id(self.domain)
@@ -356,6 +358,13 @@ async def _run_claimed(
     else:
         report.papers_fetched = _papers_fetched(engine, claim.id)
 
+    await post_channels(  # [[channels]]: the day's papers, once per channel (digest/channels/post.py)
+        config,
+        engine,
+        run_date,
+        alert=lambda p, d: alert_admin(config, engine, transport, run_date, p, d, clock),
+        clock=clock,
+    )
     run_ids = sorted({claim.id, *outbox.retry_runs(engine, deadline)})
     try:
         await _deliver(config, engine, run_ids, run_date, transport, composer, clock, opts, report)

@@ -97,6 +97,9 @@ class DigestContext:
     max_papers: int = 30
     title: str = "Paper Digest"
     base_url: str = "https://huggingface.co"
+    #: This digest in the browser (``/d/TOKEN``): linked at the top and from "and N more". Empty: no link.
+    view_url: str = ""
+    view_label: str = "View in your browser"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,9 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     hf = urlsplit(ctx.base_url)
     more_label = f"{hf.netloc or 'huggingface.co'}/papers"
     more_url = safe_url(f"{ctx.base_url.rstrip('/')}/papers/date/{ctx.run_date.isoformat()}")
+    view_url = safe_url(ctx.view_url)
+    if view_url and more:  # the papers left out are all in the web view of this digest
+        more_url, more_label = view_url, "the web version of this digest"
     title = _one_line(ctx.title) or "Paper Digest"
 
     subject = _render_subject(title, total, _matched_labels(ctx.papers, ctx.rules), date_short)
@@ -183,6 +189,8 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
         "unsubscribe_url": unsubscribe_url,
         "postal_lines": [line for line in (_one_line(x) for x in ctx.postal_address.splitlines()) if line],
         "preheader": preheader,
+        "view_url": view_url,
+        "view_label": _one_line(ctx.view_label),
     }
     html = _html_template(HTML_TEMPLATE).render(values, head_css=_head_css(), preheader_pad=_PREHEADER_PAD)
     text = _text_template(TEXT_TEMPLATE).render(values)
