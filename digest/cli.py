@@ -338,6 +338,21 @@ def demo(
     out.print(table)
 
 
+channels_app = typer.Typer(help="Team-chat channels ([[channels]] in the config).", no_args_is_help=True)
+app.add_typer(channels_app, name="channels")
+
+
+@channels_app.command("test")
+def channels_test(name: Annotated[str, typer.Argument(help="The channel's name in [[channels]].")]) -> None:
+    """Post a sample paper to the channel now (records nothing); exit 1 when the webhook does not take it."""
+    from digest.channels.post import post_sample
+
+    answer = asyncio.run(post_sample(_load(), name))
+    if answer.verdict != "posted":
+        raise DigestError(f"channel {name}: the webhook did not take the sample: {answer.reply}")
+    out.print(f"channel {name}: sample posted ({answer.reply})")
+
+
 def main() -> None:
     """Console-script entry point: the DigestError -> one line + exit 1 boundary."""
     try:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from digest.channels.post import channel_summary
 from digest.config import EXAMPLE_CONFIG, Config, load_config, new_secret_key
 from digest.errors import ConfigError, DigestError
 from digest.pipeline import check_config_subscribers
@@ -88,5 +89,6 @@ def config_summary(cfg: Config) -> list[tuple[str, str]]:
             else "off",
         ),
         ("config subscribers", str(len(cfg.subscribers))),
+        *channel_summary(cfg),  # [[channels]] (digest/channels/post.py)
     ]
     return rows

@@ -265,3 +265,31 @@ async def post_sample(config: Config, name: str, *, timeout_s: float = webhook.T
                 break
     assert answer is not None
     return answer
+
+
+def channel_summary(config: Config) -> list[tuple[str, str]]:
+    """check-config lines for ``[[channels]]``: the rules are validated, the webhook URL only reported as
+    set or not set (never shown). ConfigError names the file, the key and the rule."""
+    from digest.errors import RuleError
+    from digest.rules import parse_rule
+
+    problems: list[str] = []
+    rows: list[tuple[str, str]] = []
+    for i, channel in enumerate(config.channels):
+        for j, query in enumerate(channel.rules):
+            try:
+                parse_rule(query)
+            except RuleError as exc:
+                problems.append(f"{config.path}: channels.{i}.rules.{j}: {exc}")
+        try:
+            channel.webhook_url(config.path, i)
+            hook = f"${channel.webhook_url_env} set (hidden)"
+        except ConfigError:
+            hook = f"${channel.webhook_url_env} NOT SET"
+        when = f"after {channel.send_time}" if channel.send_time else "with the run"
+        rows.append(
+            (f"channel {channel.name}", f"{channel.format}, {len(channel.rules)} rules, {when}; {hook}")
+        )
+    if problems:
+        raise ConfigError(problems)
+    return rows

@@ -48,6 +48,7 @@ from digest.store.papers import load_papers
 from digest.store.tables import alert, run
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
+from digest.web import archive, feeds
 from digest.web.security import CSRF_COOKIE, Csrf, SecurityHeaders, SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -710,6 +711,8 @@ def create_app(
         only go to a caller on this machine (the container's health check, an operator's curl)."""
         return JSONResponse(health(site.engine, site.clock(), details=site.is_local(request)))
 
+    app.include_router(archive.router(config, engine))  # GET /d/{token}, GET /archive/{token}
+    app.include_router(feeds.router(config, engine, clock=clock))  # GET /feed/{token}.atom
     return app
 
 
