@@ -168,23 +168,22 @@ class _Poster:
                 return ChannelResult(name, "waiting")
             ids = plan_papers(self.config, self.engine, self.channel, day)
             post = store.plan_post(self.engine, name, day, ids, self.clock())
-        for _ in range(self.opts.attempts_per_call):
-            if post.state in _FINAL:
-                return ChannelResult(name, post.state, len(post.paper_ids), post.last_reply or "")
+        attempts = 0
+        while post.state not in _FINAL:
             now = self.clock()
             if post.state == DeliveryState.RETRY and post.next_attempt_at and post.next_attempt_at > now:
                 wait = (post.next_attempt_at - now).total_seconds()
-                if wait > self.opts.max_wait_s:
-                    break
+                if wait > self.opts.max_wait_s or attempts >= self.opts.attempts_per_call:
+                    break  # a later call (the next slot or run) takes it from here
                 await self.opts.sleep(wait)
-                continue_post = store.get_post(self.engine, name, day)
-                assert continue_post is not None
-                post = continue_post
-                continue
-            claimed = store.claim_post(self.engine, post, now)
-            if claimed is None:
-                return ChannelResult(name, "busy", len(post.paper_ids))  # another process has it
-            await self._attempt(claimed)
+            else:
+                if attempts >= self.opts.attempts_per_call:
+                    break
+                claimed = store.claim_post(self.engine, post, now)
+                if claimed is None:
+                    return ChannelResult(name, "busy", len(post.paper_ids))  # another process has it
+                attempts += 1
+                await self._attempt(claimed)
             fresh = store.get_post(self.engine, name, day)
             assert fresh is not None
             post = fresh
