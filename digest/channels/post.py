@@ -287,7 +287,10 @@ def channel_summary(config: Config) -> list[tuple[str, str]]:
             hook = f"${channel.webhook_url_env} NOT SET"
         when = f"after {channel.send_time}" if channel.send_time else "with the run"
         rows.append(
-            (f"channel {channel.name}", f"{channel.format}, {len(channel.rules)} rules, {when}; {hook}")
+            (
+                f"channel {channel.name}",
+                f"{channel.format}, {len(channel.rules)} rule{'' if len(channel.rules) == 1 else 's'}, {when}; {hook}",
+            )
         )
     if problems:
         raise ConfigError(problems)
