@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from feedgen.feed import FeedGenerator
+from lxml import etree
 
 from digest.models import Paper
 from digest.templating import safe_url
 
 #: lxml refuses characters XML 1.0 cannot hold; scraped text may contain them.
 _NOT_XML = {c: " " for c in [*range(0, 9), 11, 12, *range(14, 32), 0xFFFE, 0xFFFF]}
+_ATOM = "{http://www.w3.org/2005/Atom}"
 AUTHORS_MAX = 20
 KEYWORDS_MAX = 10
 
@@ -58,8 +60,32 @@ def build_atom(
     # feedgen writes entries in reverse order of addition (it prepends): add the oldest first.
     for item in reversed(entries):
         _add(fg, item)
-    data: bytes = fg.atom_str(pretty=False)
-    return data
+    return _with_link_attributes(fg.atom_str(pretty=False), [_links(e.paper) for e in entries])
+
+
+def _with_link_attributes(data: bytes, links: list[list[dict[str, str]]]) -> bytes:
+    """feedgen 1.0 drops rel, type and title from entry links (its writer shadows the link's data):
+    put them back, entry by entry and link by link, in the order they were given."""
+    root = etree.fromstring(data)
+    for entry, wanted in zip(root.iterfind(f"{_ATOM}entry"), links, strict=True):
+        for element, spec in zip(entry.iterfind(f"{_ATOM}link"), wanted, strict=True):
+            for key, value in spec.items():
+                element.set(key, value)
+    out: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return out
+
+
+def _links(p: Paper) -> list[dict[str, str]]:
+    links = [
+        {"href": p.url, "rel": "alternate", "type": "text/html", "title": "Hugging Face"},
+        {"href": p.arxiv_url, "rel": "related", "type": "text/html", "title": "arXiv"},
+        {"href": p.pdf_url, "rel": "related", "type": "application/pdf", "title": "PDF"},
+    ]
+    for label, url in (("Code", p.github_repo), ("Project page", p.project_page)):
+        clean = safe_url(url)
+        if clean:
+            links.append({"href": clean, "rel": "related", "type": "text/html", "title": label})
+    return links
 
 
 def _add(fg: FeedGenerator, item: FeedEntry) -> None:
@@ -74,13 +100,8 @@ def _add(fg: FeedGenerator, item: FeedEntry) -> None:
     if item.why:
         summary = f"{summary} (matched: {_text(item.why)})" if summary else f"matched: {_text(item.why)}"
     fe.summary(summary or _text(p.title), type="text")
-    fe.link(href=p.url, rel="alternate", type="text/html", title="Hugging Face")
-    fe.link(href=p.arxiv_url, rel="related", type="text/html", title="arXiv")
-    fe.link(href=p.pdf_url, rel="related", type="application/pdf", title="PDF")
-    for label, url in (("Code", p.github_repo), ("Project page", p.project_page)):
-        clean = safe_url(url)
-        if clean:
-            fe.link(href=clean, rel="related", type="text/html", title=label)
+    for link in _links(p):
+        fe.link(**link)
     for name in p.authors[:AUTHORS_MAX]:
         if _text(name):
             fe.author({"name": _text(name)})

@@ -60,7 +60,7 @@ def router(config: Config, engine: sa.Engine, *, clock: Callable[[], datetime] =
         today = clock().astimezone(config.schedule.zone).date()
         start = today - timedelta(days=FEED_DAYS - 1)
         count, latest = store.papers_stamp(engine, start, today)
-        modified = (latest or _EPOCH).replace(microsecond=0)
+        modified = (latest or _EPOCH).astimezone(UTC).replace(microsecond=0)
         etag = _etag(sub, config.source.min_upvotes, start.isoformat(), count, modified)
         headers = {
             "etag": etag,
