@@ -295,3 +295,46 @@ def channel_summary(config: Config) -> list[tuple[str, str]]:
     if problems:
         raise ConfigError(problems)
     return rows
+
+
+#: How often ``serve`` looks for channels whose send time has come, and for posts waiting for a retry.
+TICK = timedelta(minutes=5)
+
+
+async def channel_tick(
+    config: Config, engine: sa.Engine, *, alert: Alert, clock: Clock = utc_now
+) -> list[ChannelResult]:
+    """The periodic job of ``serve``: post today's channels whose ``send_time`` has come, and finish posts
+    waiting for a retry. Channels without a send time are planned by the day's run only (after its fetch)."""
+    today = clock().astimezone(config.schedule.zone).date()
+    try:
+        return await post_channels(config, engine, today, alert=alert, clock=clock, plan_untimed=False)
+    except Exception:  # a scheduler job must not die: the next tick tries again
+        log.exception("channel tick failed")
+        return []
+
+
+def add_channel_job(
+    scheduler: Any, config: Config, engine: sa.Engine, alert: Callable[[date], Alert], clock: Clock = utc_now
+) -> None:
+    """Add ``channel_tick`` every TICK to ``serve``'s APScheduler (only when ``[[channels]]`` exist).
+
+    ``alert(day)`` gives the admin-alert function for that day (the server's one alert path)."""
+    if not config.channels:
+        return
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    async def tick() -> None:
+        today = clock().astimezone(config.schedule.zone).date()
+        await channel_tick(config, engine, alert=alert(today), clock=clock)
+
+    scheduler.add_job(
+        tick,
+        IntervalTrigger(seconds=TICK.total_seconds(), timezone=config.schedule.zone),
+        id="channels",
+        name="channel posts with a send time, and their retries",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
+        replace_existing=True,
+    )

@@ -292,3 +292,25 @@ async def test_the_webhook_url_never_reaches_a_log_line_or_a_stored_reply(
     assert "127.0.0.1:" + str(hook.port) not in text
     assert "channel lab" in text  # the logs and alerts do name the channel
     engine.dispose()
+
+
+async def test_serves_tick_posts_channels_whose_time_came_and_leaves_the_others_to_the_run(
+    tmp_path: Path, hook: WebhookServer, env: str
+) -> None:
+    from digest.channels.post import channel_tick
+    from digest.server import DigestService, make_scheduler
+
+    config = make_config(
+        tmp_path, channels=[channel("timed", "agent*", send_time="08:00"), channel("with-run", "agent*")]
+    )
+    engine = db.open_database(config.database_url)
+    upsert_papers(engine, papers(2), NOW)
+    t = FakeTime(NOW + timedelta(hours=2))  # 09:00 UTC
+    results = {r.channel: r.state for r in await channel_tick(config, engine, alert=Alerts(), clock=t)}
+    assert results == {"timed": "sent", "with-run": "waiting"}
+    assert len(hook.posts) == 1 and hook.posts[0].json["blocks"][0]["text"]["text"].endswith(
+        "(Fri 21 Aug 2026)*"
+    )
+    jobs = {job.id for job in make_scheduler(DigestService(config, engine)).get_jobs()}
+    assert "channels" in jobs
+    engine.dispose()
