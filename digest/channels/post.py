@@ -37,6 +37,8 @@ Clock = Callable[[], datetime]
 Alert = Callable[[str, str], Awaitable[Any]]
 #: Earlier posts are remembered this many days past the look-back, so a paper is never posted twice.
 REMEMBER_DAYS = 7
+#: Earlier days whose unfinished posts a call resumes (their retries give up after a day anyway).
+RESUME_WINDOW = timedelta(days=2)
 #: A post left ``sending`` this long belongs to a process that died: it becomes ``uncertain``.
 STALE_AFTER = timedelta(minutes=10)
 
@@ -105,9 +107,12 @@ async def post_channels(
                 continue
             poster = _Poster(config, engine, channel, url, client, alert, clock, opts)
             try:
+                # Posts of the last days still waiting for a retry first (a day's end does not abandon them).
+                for earlier in store.unfinished_days(engine, channel.name, day - RESUME_WINDOW, day):
+                    await poster.run(earlier, plan=False)
                 results.append(await poster.run(day, plan=plan_untimed or channel.send_time is not None))
-            except sa.exc.SQLAlchemyError as exc:  # one channel's trouble never stops the run
-                log.error("channel %s: database error: %s", channel.name, type(exc).__name__)
+            except Exception as exc:  # one channel's trouble (a bug, the database) never stops the run
+                log.exception("channel %s: could not post", channel.name)
                 results.append(ChannelResult(channel.name, "error", reply=type(exc).__name__))
     return results
 

@@ -117,6 +117,22 @@ def posted_ids(engine: sa.Engine, channel: str, since: date, before: date) -> se
         return {pid for (ids,) in conn.execute(query) for pid in ids or []}
 
 
+def unfinished_days(engine: sa.Engine, channel: str, since: date, before: date) -> list[date]:
+    """Days in [since, before) whose post to ``channel`` is still pending or waiting for a retry."""
+    query = (
+        sa.select(channel_post.c.post_date)
+        .where(
+            channel_post.c.channel == channel,
+            channel_post.c.post_date >= since,
+            channel_post.c.post_date < before,
+            channel_post.c.state.in_([DeliveryState.PENDING, DeliveryState.RETRY]),
+        )
+        .order_by(channel_post.c.post_date)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
 def claim_post(engine: sa.Engine, post: Post, now: datetime) -> Post | None:
     """``pending|retry -> sending`` conditionally on the state and attempts read; None when another
     process got there first (or the row changed since it was read)."""

@@ -314,3 +314,36 @@ async def test_serves_tick_posts_channels_whose_time_came_and_leaves_the_others_
     jobs = {job.id for job in make_scheduler(DigestService(config, engine)).get_jobs()}
     assert "channels" in jobs
     engine.dispose()
+
+
+async def test_a_post_still_waiting_at_the_end_of_its_day_is_finished_the_next_day(
+    tmp_path: Path, hook: WebhookServer, env: str
+) -> None:
+    config = make_config(tmp_path, channels=[channel("lab", "agent*")])
+    engine = db.open_database(config.database_url)
+    upsert_papers(engine, papers(2), NOW)
+    hook.script(Reply(503))
+    t = FakeTime()
+    [first] = await post_channels(
+        config, engine, DAY, alert=Alerts(), clock=t, options=opts(t, attempts_per_call=1)
+    )
+    assert first.state == "retry"
+    t.now += timedelta(days=1)
+    [today] = await post_channels(
+        config, engine, DAY + timedelta(days=1), alert=Alerts(), clock=t, options=opts(t)
+    )
+    assert today.state == "skipped", "its papers belong to the waiting post, not to today's"
+    assert [r["state"] for r in posts(engine)] == ["sent", "skipped"]
+    assert len(hook.accepted) == 1
+    engine.dispose()
+
+
+async def test_a_channel_rule_this_version_cannot_read_never_stops_the_run(
+    tmp_path: Path, hook: WebhookServer, env: str
+) -> None:
+    config = make_config(tmp_path, channels=[channel("bad", "agent AND (x"), channel("good", "agent*")])
+    engine = db.open_database(config.database_url)
+    upsert_papers(engine, papers(2), NOW)
+    results = {r.channel: r.state for r in await post_channels(config, engine, DAY, alert=Alerts())}
+    assert results == {"bad": "error", "good": "sent"}
+    engine.dispose()
