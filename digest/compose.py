@@ -12,7 +12,7 @@ from datetime import date, datetime
 from digest.config import Config
 from digest.message import DkimSigner, Envelope, build_message, make_message_id
 from digest.models import MatchedPaper, Subscriber
-from digest.notices import manage_url, unsubscribe_url
+from digest.notices import digest_url, manage_url, unsubscribe_url
 from digest.outgoing import dkim_signer, envelope_domain
 from digest.render import DigestContext, render_digest
 
@@ -68,6 +68,7 @@ class Composer:
                 postal_address=digest.postal_address,
                 title=digest.title,
                 base_url=self.config.source.base_url,
+                view_url=digest_url(self.config, self.secret, sub, run_date),
             )
         )
         message_id = make_message_id(self.domain)

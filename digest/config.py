@@ -6,16 +6,16 @@ variable or from the file named by ``NAME_FILE`` (:func:`read_secret`).
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from digest.config_base import Section, check_http_url, is_loopback, read_secret
+from digest.config_features import ChannelConfig
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -24,11 +24,7 @@ MIN_SECRET_LENGTH = 32
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
-
-
-class SourceConfig(_Section):
+class SourceConfig(Section):
     base_url: str = "https://huggingface.co"
     lookback_days: Annotated[int, Field(ge=0, le=30)] = 3
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 20
@@ -39,10 +35,10 @@ class SourceConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        return _check_http_url(v)
+        return check_http_url(v)
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     cron: str = "0 7 * * *"
     timezone: str = "UTC"
     skip_empty: bool = True
@@ -79,7 +75,7 @@ class ScheduleConfig(_Section):
         return ZoneInfo(self.timezone)
 
 
-class DatabaseConfig(_Section):
+class DatabaseConfig(Section):
     url: str = "sqlite:///data/digest.db"
 
     @field_validator("url")
@@ -94,7 +90,7 @@ class DatabaseConfig(_Section):
         return v
 
 
-class SmtpConfig(_Section):
+class SmtpConfig(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     host: str = "localhost"
@@ -130,7 +126,7 @@ class SmtpConfig(_Section):
         return v
 
 
-class WebConfig(_Section):
+class WebConfig(Section):
     base_url: str = "https://digest.example.org"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -139,7 +135,7 @@ class WebConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        v = _check_http_url(v).rstrip("/")
+        v = check_http_url(v).rstrip("/")
         path = urlsplit(v).path
         if path or "?" in v or "#" in v:
             raise ValueError(
@@ -149,12 +145,12 @@ class WebConfig(_Section):
         return v
 
 
-class SecurityConfig(_Section):
+class SecurityConfig(Section):
     secret_key_env: str = "DIGEST_SECRET_KEY"
     secret_key_file: str | None = None
 
 
-class DigestConfig(_Section):
+class DigestConfig(Section):
     max_papers: Annotated[int, Field(ge=1, le=500)] = 30
     list_id: str = "paper-digest.example.org"
     postal_address: str = "Paper Digest, 1 Example Street, 00000 Example City"
@@ -209,7 +205,7 @@ class DigestConfig(_Section):
         return self
 
 
-class SubscriberEntry(_Section):
+class SubscriberEntry(Section):
     email: str
     rules: Annotated[list[str], Field(min_length=1)]
     name: str | None = None
@@ -224,7 +220,7 @@ class SubscriberEntry(_Section):
         return v.lower()[:3]
 
 
-class Config(_Section):
+class Config(Section):
     """The whole validated configuration. ``path`` is where it was read from (relative paths resolve there)."""
 
     source: SourceConfig = SourceConfig()
@@ -235,7 +231,24 @@ class Config(_Section):
     security: SecurityConfig = SecurityConfig()
     digest: DigestConfig = DigestConfig()
     subscribers: list[SubscriberEntry] = []
+    channels: list[ChannelConfig] = []
     path: Path = Path(DEFAULT_CONFIG_NAME)
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> Config:
+        names = [c.name for c in self.channels]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"channel names must be unique: {', '.join(twice)} appears more than once")
+        return self
+
+    def channel(self, name: str) -> tuple[int, ChannelConfig]:
+        """The ``[[channels]]`` entry called ``name`` and its index; ConfigError when there is none."""
+        for i, entry in enumerate(self.channels):
+            if entry.name == name:
+                return i, entry
+        known = ", ".join(c.name for c in self.channels) or "none configured"
+        raise ConfigError([f"{self.path}: channels: no channel named {name!r} (known: {known})"])
 
     @property
     def base_dir(self) -> Path:
@@ -341,36 +354,4 @@ def crontab_for_apscheduler(expr: str) -> str:
     return " ".join(fields)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_http_url(v: str) -> str:
-    if not (v.startswith("https://") or v.startswith("http://")) or any(c in v for c in "\r\n\0 "):
-        raise ValueError(f"expected an http(s) URL, got {v!r}")
-    return v
-
-
-def read_secret(env_name: str, path: Path, key: str, *, required: bool) -> str | None:
-    """A secret from ``$NAME`` or from the file named by ``$NAME_FILE`` (Docker secrets)."""
-    value = os.environ.get(env_name)
-    if value:
-        return value.strip()
-    file_name = os.environ.get(f"{env_name}_FILE")
-    if file_name:
-        try:
-            return Path(file_name).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                [f"{path}: {key}: cannot read ${env_name}_FILE={file_name} ({exc.strerror})"]
-            ) from None
-    if required:
-        raise ConfigError(
-            [f"{path}: {key}: set ${env_name} or ${env_name}_FILE (secrets never sit in the file)"]
-        )
-    return None
+__all__ = ["ChannelConfig", "Config", "is_loopback", "read_secret"]

@@ -8,13 +8,14 @@ List-Unsubscribe header, so the web and the mail always agree on the links.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 from markupsafe import escape
 
 from digest.config import Config
 from digest.models import Cadence, RenderedEmail, Subscriber
 from digest.templating import environment
-from digest.tokens import make_token
+from digest.tokens import make_digest_token, make_token
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -32,6 +33,21 @@ def manage_url(config: Config, secret: str, sub: Subscriber) -> str:
 def unsubscribe_url(config: Config, secret: str, sub: Subscriber) -> str:
     """The unsubscribe page and RFC 8058 one-click target (List-Unsubscribe)."""
     return f"{config.web.base_url}/u/{make_token(secret, 'unsubscribe', sub.id, sub.token_version)}"
+
+
+def digest_url(config: Config, secret: str, sub: Subscriber, day: date) -> str:
+    """This subscriber's digest of ``day`` in the browser (the mail's "View in your browser")."""
+    return f"{config.web.base_url}/d/{make_digest_token(secret, sub.id, sub.token_version, day)}"
+
+
+def archive_url(config: Config, secret: str, sub: Subscriber) -> str:
+    """The subscriber's past digests."""
+    return f"{config.web.base_url}/archive/{make_token(secret, 'archive', sub.id, sub.token_version)}"
+
+
+def feed_url(config: Config, secret: str, sub: Subscriber) -> str:
+    """The subscriber's Atom feed."""
+    return f"{config.web.base_url}/feed/{make_token(secret, 'feed', sub.id, sub.token_version)}.atom"
 
 
 def _one_line(text: str) -> str:

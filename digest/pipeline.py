@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from digest.channels.post import post_channels
 from digest.clock import Clock, utc_now
 from digest.compose import Composer
 from digest.config import Config
@@ -171,6 +172,8 @@ async def _run_claimed(run: _Run) -> RunReport:
             return await run.fail("source", f"the paper source failed: {exc}")
     else:
         report.papers_fetched = runs.papers_fetched(engine, run.claim.id)
+    # [[channels]]: the day's papers, once per channel (digest/channels/post.py).
+    await post_channels(config, engine, run.run_date, alert=run.alert, clock=run.clock)
     run_ids = sorted({run.claim.id, *outbox.retry_runs(engine, deadline)})
     try:
         await Delivery(config, engine, run.transport, report, clock=run.clock, options=run.options).deliver(

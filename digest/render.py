@@ -88,6 +88,9 @@ class DigestContext:
     max_papers: int = 30
     title: str = "Paper Digest"
     base_url: str = "https://huggingface.co"
+    #: This digest in the browser (``/d/TOKEN``): linked at the top and from "and N more". Empty: no link.
+    view_url: str = ""
+    view_label: str = "View in your browser"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +128,7 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     else:
         count_line += "."
 
-    hf = urlsplit(ctx.base_url)
-    more_label = f"{hf.netloc or 'huggingface.co'}/papers"
-    more_url = safe_url(f"{ctx.base_url.rstrip('/')}/papers/date/{ctx.run_date.isoformat()}")
+    more_url, more_label = _more_link(ctx, more)
     title = one_line(ctx.title) or "Paper Digest"
 
     # The subject counts what the mail shows ("3 new papers" above 3 papers, however many matched).
@@ -150,11 +151,24 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
         "unsubscribe_url": unsubscribe_url,
         "postal_lines": [line for line in (one_line(x) for x in ctx.postal_address.splitlines()) if line],
         "preheader": preheader,
+        "view_url": safe_url(ctx.view_url),
+        "view_label": one_line(ctx.view_label),
     }
     html = html_template(HTML_TEMPLATE).render(values, head_css=head_css(), preheader_pad=_PREHEADER_PAD)
     text = text_template(TEXT_TEMPLATE).render(values)
     return RenderedEmail(
         subject=subject, text=text, html=html, preheader=preheader, shown=tuple(mp.paper.id for mp in chosen)
+    )
+
+
+def _more_link(ctx: DigestContext, more: int) -> tuple[str, str]:
+    """Where "and N more" leads: the web view of this digest (it holds them all), else the HF day page."""
+    view_url = safe_url(ctx.view_url)
+    if view_url and more:
+        return view_url, "the web version of this digest"
+    hf = urlsplit(ctx.base_url)
+    return safe_url(f"{ctx.base_url.rstrip('/')}/papers/date/{ctx.run_date.isoformat()}"), (
+        f"{hf.netloc or 'huggingface.co'}/papers"
     )
 
 

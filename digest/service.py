@@ -23,6 +23,7 @@ from typing import Any, Self
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from digest import pipeline, subscriptions
+from digest.channels.post import add_channel_job
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DeliveryError, DigestError, RunLockedError
@@ -278,7 +279,7 @@ def sync_subscribers(config: Config, engine: Engine) -> None:
 
 def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVERY) -> AsyncIOScheduler:
     """The scheduler of ``serve``: the daily cron and the same-day retry job, both running ``service``."""
-    return build_scheduler(
+    scheduler = build_scheduler(
         service.config,
         service.run,
         clock=service.clock,
@@ -286,6 +287,14 @@ def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVE
         busy=service.busy,
         retry_every=retry_every,
     )
+    add_channel_job(  # [[channels]] with a send time, and their retries (digest/channels/post.py)
+        scheduler,
+        service.config,
+        service.engine,
+        lambda day: lambda p, d: _alert(service.config, service.engine, day, p, d, service.clock),
+        service.clock,
+    )
+    return scheduler
 
 
 def _log_sync(result: Any) -> None:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from digest.channels.post import channel_summary
 from digest.config import Config
 from digest.config_load import EXAMPLE_CONFIG, load_config, new_secret_key
 from digest.errors import ConfigError, DigestError
@@ -89,5 +90,6 @@ def config_summary(cfg: Config) -> list[tuple[str, str]]:
             else "off",
         ),
         ("config subscribers", str(len(cfg.subscribers))),
+        *channel_summary(cfg),  # [[channels]] (digest/channels/post.py)
     ]
     return rows

@@ -6,6 +6,7 @@ every link mailed before.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from typing import Literal
 
@@ -13,13 +14,17 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
 from digest.errors import TokenError
 
-Purpose = Literal["confirm", "manage", "unsubscribe"]
+Purpose = Literal["confirm", "manage", "unsubscribe", "digest", "archive", "feed"]
 
 #: How long each kind of link stays valid, in seconds (None: no expiry).
 MAX_AGE: dict[str, int | None] = {
     "confirm": 3 * 24 * 3600,
     "manage": 180 * 24 * 3600,
     "unsubscribe": 365 * 24 * 3600,  # RFC 8058 asks for a long life; at least 60 days.
+    # Read-only pages and a feed URL pasted into a reader: they live until "delete all my data".
+    "digest": None,
+    "archive": None,
+    "feed": None,
 }
 
 
@@ -52,3 +57,26 @@ def read_token(secret: str, purpose: Purpose, token: str, *, max_age: int | None
     ):
         raise TokenError("this link is not valid")
     return int(sid), int(version)
+
+
+def make_digest_token(secret: str, subscriber_id: int, version: int, day: date) -> str:
+    """The token of one digest's web view: the subscriber and the digest's local date (the delivery key)."""
+    # YYYYMMDD as one integer: strftime would cost more than the rest of the payload (one link per mail).
+    payload = f"{subscriber_id}.{version}.{day.year * 10000 + day.month * 100 + day.day}"
+    return _signer(secret, "digest").sign(payload).decode("ascii")
+
+
+def read_digest_token(secret: str, token: str) -> tuple[int, int, date]:
+    """(subscriber_id, version, day) from a digest token; TokenError when forged or damaged."""
+    try:
+        value = _signer(secret, "digest").unsign(token).decode("ascii")
+    except (BadSignature, UnicodeError):
+        raise TokenError("this link is not valid") from None
+    parts = value.split(".")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 15 for p in parts):
+        raise TokenError("this link is not valid")
+    try:
+        day = date(int(parts[2][:4]), int(parts[2][4:6]), int(parts[2][6:]))
+    except ValueError:
+        raise TokenError("this link is not valid") from None
+    return int(parts[0]), int(parts[1]), day

@@ -157,6 +157,31 @@ class AlertRow(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
+class ChannelPostRow(SQLModel, table=True):
+    """One day's post to one team-chat channel (the unique key is the once-per-day guarantee).
+
+    The same discipline as ``delivery``: written before the post, claimed with a conditional update
+    (``pending|retry -> sending``); ``parts_sent`` counts the messages of a split post already accepted,
+    so a retry resumes after them instead of posting them twice.
+    """
+
+    __tablename__ = "channel_post"
+    __table_args__ = (sa.UniqueConstraint("channel", "post_date", name="uq_channel_post_channel_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=64)
+    post_date: date
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    parts_sent: int = 0
+    paper_ids: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    last_reply: str | None = Field(default=None, sa_type=sa.Text)
+    first_attempt_at: datetime | None = Field(default=None, sa_type=TZ)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=TZ)
+    created_at: datetime = Field(sa_type=TZ)
+    updated_at: datetime = Field(sa_type=TZ)
+
+
 paper = PaperRow.__table__  # type: ignore[attr-defined]
 subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
 rule = RuleRow.__table__  # type: ignore[attr-defined]
@@ -164,4 +189,5 @@ run = RunRow.__table__  # type: ignore[attr-defined]
 delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
 delivered_paper = DeliveredPaperRow.__table__  # type: ignore[attr-defined]
 alert = AlertRow.__table__  # type: ignore[attr-defined]
+channel_post = ChannelPostRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

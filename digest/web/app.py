@@ -22,7 +22,7 @@ from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import TokenError
 from digest.store.db import Engine
-from digest.web import health, manage, subscribe, unsubscribe
+from digest.web import archive, feeds, health, manage, subscribe, unsubscribe
 from digest.web.security import SecurityHeaders
 from digest.web.site import Limits, MailSender, Site
 
@@ -46,6 +46,8 @@ def create_app(
     _add_site_routes(app, site)
     for area in (subscribe, manage, unsubscribe, health):
         app.include_router(area.router)
+    app.include_router(archive.router(config, engine))  # GET /d/{token}, GET /archive/{token}
+    app.include_router(feeds.router(config, engine, clock=clock))  # GET /feed/{token}.atom
     return app
 
 

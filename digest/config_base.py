@@ -1,0 +1,54 @@
+"""What every config section shares: the strict frozen model, secrets from the environment, URL checks."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from digest.errors import ConfigError
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are frozen once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (plain SMTP is allowed only there)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_http_url(v: str) -> str:
+    """``v`` when it is an http(s) URL on one line; ValueError otherwise."""
+    if not (v.startswith("https://") or v.startswith("http://")) or any(c in v for c in "\r\n\0 "):
+        raise ValueError(f"expected an http(s) URL, got {v!r}")
+    return v
+
+
+def read_secret(env_name: str, path: Path, key: str, *, required: bool) -> str | None:
+    """A secret from ``$NAME`` or from the file named by ``$NAME_FILE`` (Docker secrets)."""
+    value = os.environ.get(env_name)
+    if value:
+        return value.strip()
+    file_name = os.environ.get(f"{env_name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                [f"{path}: {key}: cannot read ${env_name}_FILE={file_name} ({exc.strerror})"]
+            ) from None
+    if required:
+        raise ConfigError(
+            [f"{path}: {key}: set ${env_name} or ${env_name}_FILE (secrets never sit in the file)"]
+        )
+    return None

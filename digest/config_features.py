@@ -1,0 +1,60 @@
+"""The sections of the optional features: [[channels]] (and the other feature sections as they come)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from digest.config_base import Section, read_secret
+from digest.errors import ConfigError
+
+
+class ChannelConfig(Section):
+    """A ``[[channels]]`` entry: the day's papers matching ``rules`` posted to a team-chat webhook.
+
+    The webhook URL is a secret (it is the only credential a Slack incoming webhook has): the file names
+    the environment variable that holds it, like every other secret.
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    rules: Annotated[list[str], Field(min_length=1)]
+    webhook_url_env: str
+    format: Literal["slack", "json"] = "slack"
+    send_time: str | None = None
+    max_papers: Annotated[int, Field(ge=1, le=500)] = 30
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError(f"expected letters, digits, '-', '_' or '.', like 'lab-slack', got {v!r}")
+        return v
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError(
+                f"expected the NAME of an environment variable like 'LAB_SLACK_WEBHOOK_URL', got {v!r} "
+                "(the URL itself is a secret and never sits in the file)"
+            )
+        return v
+
+    @field_validator("send_time")
+    @classmethod
+    def _send_time(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", v):
+            raise ValueError(f"expected HH:MM (24-hour, in [schedule] timezone), got {v!r}")
+        return v
+
+    def webhook_url(self, path: Path, index: int) -> str:
+        """The webhook URL from ``$webhook_url_env`` or ``$webhook_url_env_FILE``; ConfigError when unset
+        or not an http(s) URL (the message names the variable, never the value)."""
+        key = f"channels.{index}.webhook_url_env"
+        url = read_secret(self.webhook_url_env, path, key, required=True) or ""
+        if not (url.startswith("https://") or url.startswith("http://")) or any(c in url for c in "\r\n\0 "):
+            raise ConfigError([f"{path}: {key}: ${self.webhook_url_env} is not an http(s) URL"])
+        return url
