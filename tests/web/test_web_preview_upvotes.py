@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from digest.smtp_sink import SmtpSink
+from digest.demo.smtp_sink import SmtpSink
 from web_helpers import make_config
 
 

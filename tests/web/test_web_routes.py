@@ -29,7 +29,7 @@ async def _subscribe_and_confirm(
 ) -> dict[str, str]:
     assert (await web.subscribe(email, rules)).status_code == 200
     (confirmation,) = web.new_mail()
-    confirmed = await web.client.get(links_in(confirmation)["confirm"])
+    confirmed = await web.confirm(links_in(confirmation)["confirm"])
     assert confirmed.status_code == 200
     (welcome,) = web.new_mail()
     return links_in(welcome)
@@ -233,14 +233,15 @@ async def test_confirming_activates_once_and_sends_one_welcome_mail(web: Web) ->
     await web.subscribe("ann@example.org", "diffusion")
     (confirmation,) = web.new_mail()
     link = links_in(confirmation)["confirm"]
-    first = await web.client.get(link)
+    first = await web.confirm(link)
     assert first.status_code == 200 and "You are subscribed" in first.text
     assert _rows(web.engine)[0].status == "active"
     (welcome,) = web.new_mail()
     assert welcome.message["Subject"] == "Welcome to Paper digest"
     assert set(links_in(welcome)) == {"manage", "u"}
-    again = await web.client.get(link)
+    again = await web.confirm(link)
     assert again.status_code == 200 and "already subscribed" in again.text
+    assert (await web.client.post(link, data={"csrf_token": await web.form_token()})).status_code == 200
     assert web.new_mail() == []
 
 
@@ -566,7 +567,7 @@ async def test_new_rules_for_a_pending_address_kill_the_earlier_confirmation_lin
     old = await web.client.get(links_in(owners)["confirm"])
     assert old.status_code == 410 and "This link was replaced" in old.text
     assert _rows(web.engine)[0].status == "pending" and web.new_mail() == []
-    new = await web.client.get(links_in(fresh)["confirm"])
+    new = await web.confirm(links_in(fresh)["confirm"])
     assert new.status_code == 200 and _rows(web.engine)[0].status == "active"
 
 
@@ -625,7 +626,7 @@ async def test_requests_through_an_untrusted_proxy_log_one_warning_per_process(
 async def test_pages_link_to_the_manage_page_on_the_site_they_were_served_from(web: Web) -> None:
     await web.subscribe("ann@example.org")
     (confirmation,) = web.new_mail()
-    confirmed = (await web.client.get(links_in(confirmation)["confirm"])).text
+    confirmed = (await web.confirm(links_in(confirmation)["confirm"])).text
     (welcome,) = web.new_mail()
     links = links_in(welcome)
     pages = [
