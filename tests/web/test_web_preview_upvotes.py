@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from digest.demo.smtp_sink import SmtpSink
 from web_helpers import make_config
+
+from digest.demo.smtp_sink import SmtpSink
 
 
 async def test_the_web_preview_leaves_out_papers_under_min_upvotes(
