@@ -105,7 +105,8 @@ class Envelope:
     sender: str
     recipient: str
     list_id: str
-    unsubscribe_url: str
+    #: None for a mail that is not a list mail (an admin alert): no List-Unsubscribe headers at all.
+    unsubscribe_url: str | None
     unsubscribe_mailto: str | None = None
     message_id: str | None = None
     date: datetime | None = None
@@ -131,9 +132,15 @@ def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSign
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
 
-    unsubscribe = f"<{_header_url(unsubscribe_url, ('https', 'http'), 'unsubscribe URL')}>"
-    if unsubscribe_mailto:
-        unsubscribe += f", <{_header_url(unsubscribe_mailto, ('mailto',), 'unsubscribe mailto')}>"
+    list_headers: list[str] = []
+    if unsubscribe_url is not None:
+        unsubscribe = f"<{_header_url(unsubscribe_url, ('https', 'http'), 'unsubscribe URL')}>"
+        if unsubscribe_mailto:
+            unsubscribe += f", <{_header_url(unsubscribe_mailto, ('mailto',), 'unsubscribe mailto')}>"
+        list_headers = [
+            f"List-Unsubscribe: {unsubscribe}",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        ]
 
     boundary = f"=_{secrets.token_hex(12)}"  # base64 lines never start with "--" nor contain "_"
     headers = [
@@ -143,8 +150,7 @@ def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSign
         f"Date: {format_datetime(when)}",
         f"Message-ID: {message_id}",
         f"List-Id: <{_domain(list_id, 'list_id')}>",
-        f"List-Unsubscribe: {unsubscribe}",
-        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        *list_headers,
         "Auto-Submitted: auto-generated",
         "X-Auto-Response-Suppress: OOF, AutoReply",
         "MIME-Version: 1.0",
