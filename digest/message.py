@@ -132,15 +132,7 @@ def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSign
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
 
-    list_headers: list[str] = []
-    if unsubscribe_url is not None:
-        unsubscribe = f"<{_header_url(unsubscribe_url, ('https', 'http'), 'unsubscribe URL')}>"
-        if unsubscribe_mailto:
-            unsubscribe += f", <{_header_url(unsubscribe_mailto, ('mailto',), 'unsubscribe mailto')}>"
-        list_headers = [
-            f"List-Unsubscribe: {unsubscribe}",
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-        ]
+    list_headers = _unsubscribe_headers(unsubscribe_url, unsubscribe_mailto)
 
     boundary = f"=_{secrets.token_hex(12)}"  # base64 lines never start with "--" nor contain "_"
     headers = [
@@ -179,6 +171,16 @@ def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSign
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _unsubscribe_headers(url: str | None, mailto: str | None) -> list[str]:
+    """List-Unsubscribe (RFC 2369, with the optional mailto) and RFC 8058's one-click; none without a URL."""
+    if url is None:
+        return []
+    unsubscribe = f"<{_header_url(url, ('https', 'http'), 'unsubscribe URL')}>"
+    if mailto:
+        unsubscribe += f", <{_header_url(mailto, ('mailto',), 'unsubscribe mailto')}>"
+    return [f"List-Unsubscribe: {unsubscribe}", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
 
 
 def _base64_body(text: str) -> bytes:
