@@ -18,9 +18,10 @@ from typing import Any
 
 import dkim
 import pytest
-from digest.demo.snapshot_server import SnapshotServer
 from dkim import dknewkey
 from test_commands import digest, point_at
+
+from digest.demo.snapshot_server import SnapshotServer
 
 MAILTO = "unsubscribe@example.org"
 DAY = date(2026, 8, 21)
