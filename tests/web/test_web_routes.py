@@ -480,9 +480,9 @@ async def _failed_run_with_an_smtp_alert(web: Web) -> None:
 async def test_public_healthz_shows_states_and_counts_but_no_error_text(web: Web) -> None:
     await _failed_run_with_an_smtp_alert(web)
     answer = await web.client.get("/healthz")
-    assert answer.status_code == 200
+    assert answer.status_code == 503  # the last run failed
     assert answer.json() == {
-        "status": "alert",
+        "status": "unhealthy",
         "last_run": {
             "date": "2026-03-02",
             "status": "failed",
@@ -501,12 +501,12 @@ async def test_healthz_gives_details_only_to_this_machine_and_not_through_a_prox
     local = await web_factory(ip="127.0.0.1")  # type: ignore[operator]
     await _failed_run_with_an_smtp_alert(local)
     mine = await local.client.get("/healthz")
-    assert mine.status_code == 200
+    assert mine.status_code == 503
     assert mine.json()["last_run"]["error"] == f"SMTP: {SECRET_DETAIL}"
     assert mine.json()["alert"][0]["detail"] == SECRET_DETAIL
     # A reverse proxy on the same machine connects from 127.0.0.1 too: what it forwards is public.
     proxied = await local.client.get("/healthz", headers={"x-forwarded-for": "203.0.113.9"})
-    assert proxied.status_code == 200 and SECRET_DETAIL not in proxied.text
+    assert proxied.status_code == 503 and SECRET_DETAIL not in proxied.text
     ipv6 = await web_factory(ip="::1")  # type: ignore[operator]
     assert SECRET_DETAIL in (await ipv6.client.get("/healthz")).text
 
