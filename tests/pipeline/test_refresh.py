@@ -144,3 +144,27 @@ async def test_a_weekend_or_a_weekday_after_an_empty_week_is_not_an_anomaly(
         _serve_weekdays(hf, hf_fixtures, date(2026, 8, 3), FRIDAY)
     done = await refresh(config, sqlite_engine, FRIDAY, now=_at(FRIDAY))
     assert done.anomalies == [] and _status(sqlite_engine, empty) == "ok"
+
+
+async def test_a_run_sends_what_it_has_and_alerts_the_empty_weekday(
+    engine: sa.Engine, hf: SnapshotServer, hf_fixtures: Path, tmp_path: Path, smtp_server: Any
+) -> None:
+    from pipeline_helpers import subscribe
+
+    from digest.pipeline import RunOptions, run_digest
+
+    smtp = smtp_server()
+    config = make_config(tmp_path, hf_url=hf.base_url, smtp_port=smtp.port, source={"lookback_days": 3})
+    _serve_weekdays(hf, hf_fixtures, date(2026, 8, 10), FRIDAY)
+    hf.add_day(date(2026, 8, 19), [])
+    subscribe(engine, "ada@example.org", "the")
+    async with SmtpPool(SmtpSettings.from_config(config)) as pool:
+        report = await run_digest(
+            config, engine, FRIDAY, pool, clock=lambda: _at(FRIDAY, 7), options=RunOptions(retry_base_s=0.05)
+        )
+    assert report.status == "done" and report.sent == 1
+    assert _status(engine, date(2026, 8, 19)) == "anomaly"
+    with engine.connect() as conn:
+        problems = [(r.day, r.problem) for r in conn.execute(sa.select(alert.c.day, alert.c.problem))]
+    assert problems == [(date(2026, 8, 19), "empty-day")]
+    assert len([m for m in smtp.messages if "ops@example.org" in m.recipients]) == 1
