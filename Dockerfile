@@ -32,7 +32,8 @@ WORKDIR /data
 # SQLite database, secret key file (if used), config.toml.
 VOLUME ["/data"]
 EXPOSE 8000
-# /healthz answers 200 while the web app runs (its JSON carries the last run's status and any alert).
+# /healthz answers 200 while healthy, 503 when the last run failed or the scheduled one has not succeeded
+# (its JSON carries the last run's status and any alert; the reason only for this machine's callers).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; url = os.environ.get('DIGEST_HEALTHCHECK_URL', 'http://127.0.0.1:8000/healthz'); sys.exit(0 if urllib.request.urlopen(url, timeout=4).status == 200 else 1)"]
 # SIGTERM: the run in progress finishes the messages in flight, releases the rest, and the process exits 0.

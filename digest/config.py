@@ -31,11 +31,36 @@ class SourceConfig(Section):
     deadline_s: Annotated[float, Field(gt=0, le=3600)] = 300
     min_upvotes: Annotated[int, Field(ge=0)] = 0
     user_agent: str = "paper-digest/0.1 (+https://github.com/paper-digest; self-hosted digest)"
+    #: When ``serve`` fetches the source, in its own job (cron in ``[schedule] timezone``): a send never
+    #: waits for Hugging Face.
+    refresh: str = "0 * * * *"
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, v: str) -> str:
+        return _check_cron(v)
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
         return check_http_url(v)
+
+
+def _check_cron(v: str) -> str:
+    """A 5-field cron expression that APScheduler reads and that fires some day."""
+    if len(v.split()) != 5:
+        raise ValueError(f"expected 5 cron fields 'minute hour day month weekday', got {v!r}")
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        trigger = CronTrigger.from_crontab(crontab_for_apscheduler(v), timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
+    from datetime import UTC, datetime
+
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise ValueError(f"the cron expression {v!r} never fires")
+    return v
 
 
 class ScheduleConfig(Section):
@@ -56,19 +81,7 @@ class ScheduleConfig(Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError(f"expected 5 cron fields 'minute hour day month weekday', got {v!r}")
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            trigger = CronTrigger.from_crontab(crontab_for_apscheduler(v), timezone="UTC")
-        except ValueError as exc:
-            raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
-        from datetime import UTC, datetime
-
-        if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
-            raise ValueError(f"the cron expression {v!r} never fires")
-        return v
+        return _check_cron(v)
 
     @property
     def zone(self) -> ZoneInfo:

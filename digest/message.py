@@ -105,7 +105,8 @@ class Envelope:
     sender: str
     recipient: str
     list_id: str
-    unsubscribe_url: str
+    #: None for a mail that is not a list mail (an admin alert): no List-Unsubscribe headers at all.
+    unsubscribe_url: str | None
     unsubscribe_mailto: str | None = None
     message_id: str | None = None
     date: datetime | None = None
@@ -131,9 +132,7 @@ def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSign
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
 
-    unsubscribe = f"<{_header_url(unsubscribe_url, ('https', 'http'), 'unsubscribe URL')}>"
-    if unsubscribe_mailto:
-        unsubscribe += f", <{_header_url(unsubscribe_mailto, ('mailto',), 'unsubscribe mailto')}>"
+    list_headers = _unsubscribe_headers(unsubscribe_url, unsubscribe_mailto)
 
     boundary = f"=_{secrets.token_hex(12)}"  # base64 lines never start with "--" nor contain "_"
     headers = [
@@ -143,8 +142,7 @@ def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSign
         f"Date: {format_datetime(when)}",
         f"Message-ID: {message_id}",
         f"List-Id: <{_domain(list_id, 'list_id')}>",
-        f"List-Unsubscribe: {unsubscribe}",
-        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        *list_headers,
         "Auto-Submitted: auto-generated",
         "X-Auto-Response-Suppress: OOF, AutoReply",
         "MIME-Version: 1.0",
@@ -173,6 +171,16 @@ def build_message(rendered: RenderedEmail, envelope: Envelope, *, dkim: DkimSign
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _unsubscribe_headers(url: str | None, mailto: str | None) -> list[str]:
+    """List-Unsubscribe (RFC 2369, with the optional mailto) and RFC 8058's one-click; none without a URL."""
+    if url is None:
+        return []
+    unsubscribe = f"<{_header_url(url, ('https', 'http'), 'unsubscribe URL')}>"
+    if mailto:
+        unsubscribe += f", <{_header_url(mailto, ('mailto',), 'unsubscribe mailto')}>"
+    return [f"List-Unsubscribe: {unsubscribe}", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
 
 
 def _base64_body(text: str) -> bytes:

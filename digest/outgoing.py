@@ -59,8 +59,9 @@ class ServiceMail:
         """The service mail of this config (DKIM key read once)."""
         return cls(config, transport, clock, dkim_signer(config))
 
-    def build(self, recipient: str, rendered: RenderedEmail, unsubscribe_url: str) -> bytes:
-        """The MIME bytes of one service mail: the headers and signature every mail of ours carries."""
+    def build(self, recipient: str, rendered: RenderedEmail, unsubscribe_url: str | None) -> bytes:
+        """The MIME bytes of one service mail: the headers and signature every mail of ours carries
+        (``unsubscribe_url`` None: no List-Unsubscribe, for mails to the operator)."""
         return build_message(
             rendered,
             Envelope(
@@ -76,7 +77,7 @@ class ServiceMail:
         )
 
     async def send(
-        self, recipient: str, rendered: RenderedEmail, unsubscribe_url: str, kind: str
+        self, recipient: str, rendered: RenderedEmail, unsubscribe_url: str | None, kind: str
     ) -> SendOutcome:
         """Send one service mail (``kind`` names it in the log: "confirmation mail to subscriber 7"). Never raises: the outcome says what happened."""
         try:
@@ -110,7 +111,9 @@ async def alert_admin(service: ServiceMail, engine: Engine, day: date, problem: 
     if not admin:
         return False
     rendered = render_admin_alert(f"{config.digest.title}: {problem} problem on {day}", detail)
-    outcome = await service.send(admin, rendered, config.web.base_url, f"admin alert ({problem}) mail")
+    # No List-Unsubscribe: the operator cannot unsubscribe from alerts, and a link to the site's root
+    # would offer a one-click POST to a page that does not take one.
+    outcome = await service.send(admin, rendered, None, f"admin alert ({problem}) mail")
     if outcome.status != "sent":
         return False
     alerts.mark_alert_sent(engine, day, problem, service.clock())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from markupsafe import Markup, escape
 
@@ -55,9 +55,13 @@ class PaperParts:
     title: str
     html: Markup
     text: str
+    #: UTF-8 bytes the block adds to the HTML part (with its line end): the digest's size budget sums these.
+    size: int = 0
 
 
 _PART_CACHE: dict[MatchedPaper, PaperParts] = {}
+# The same blocks without their abstract, for digests past the size budget (rendered only for those).
+_BRIEF_CACHE: dict[MatchedPaper, PaperParts] = {}
 _PART_CACHE_MAX = 4096
 # Separates the paper blocks of one batch render. Never in a block: every control character of the data
 # becomes a space before rendering, and the templates contain none.
@@ -72,27 +76,46 @@ def paper_parts(papers: Sequence[MatchedPaper]) -> list[PaperParts]:
     template call per part (a Jinja render has a fixed cost that would otherwise be paid twice per paper).
     A frozen dataclass recomputes its hash on every lookup, so each paper is looked up once.
     """
-    found = [_PART_CACHE.get(mp) for mp in papers]
+    return _cached_parts(papers, _PART_CACHE, brief=False)
+
+
+def brief_parts(papers: Sequence[MatchedPaper]) -> list[PaperParts]:
+    """Like ``paper_parts`` without the abstracts: what a digest past its size budget shows for the papers
+    ranked last (cached the same way)."""
+    return _cached_parts(papers, _BRIEF_CACHE, brief=True)
+
+
+def _cached_parts(
+    papers: Sequence[MatchedPaper], cache: dict[MatchedPaper, PaperParts], *, brief: bool
+) -> list[PaperParts]:
+    found = [cache.get(mp) for mp in papers]
     missing = [mp for mp, part in zip(papers, found, strict=True) if part is None]
     if missing:
         views = [_paper_view(mp) for mp in missing]
+        if brief:
+            views = [replace(v, summary="", summary_html=Markup("")) for v in views]
         html = html_template(PAPER_HTML_TEMPLATE).render(papers=views, separator=_SEPARATOR).split(_SEPARATOR)
         text = text_template(PAPER_TEXT_TEMPLATE).render(papers=views, separator=_SEPARATOR).split(_SEPARATOR)
-        if len(_PART_CACHE) + len(missing) > _PART_CACHE_MAX:
-            _PART_CACHE.clear()  # a new day's papers: the old blocks will not be asked for again
+        if len(cache) + len(missing) > _PART_CACHE_MAX:
+            cache.clear()  # a new day's papers: the old blocks will not be asked for again
         fresh = iter(
-            PaperParts(title=view.title, html=Markup(h.strip("\n")), text=t.strip("\n"))
+            _parts(view.title, h.strip("\n"), t.strip("\n"))
             for view, h, t in zip(views, html, text, strict=False)
         )
         for i, part in enumerate(found):
             if part is None:
-                found[i] = _PART_CACHE[papers[i]] = next(fresh)
+                found[i] = cache[papers[i]] = next(fresh)
     return [part for part in found if part is not None]
+
+
+def _parts(title: str, html: str, text: str) -> PaperParts:
+    return PaperParts(title=title, html=Markup(html), text=text, size=len(html.encode("utf-8")) + 1)
 
 
 def clear_caches() -> None:
     """Forget the cached paper blocks (benchmarks use it to measure the uncached cost)."""
     _PART_CACHE.clear()
+    _BRIEF_CACHE.clear()
 
 
 def _paper_view(mp: MatchedPaper) -> _PaperView:

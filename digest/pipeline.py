@@ -32,8 +32,10 @@ from digest.planning import (
     fetch_cadence,
     plan_day,
     plan_subscriber,
+    refresh_window,
     stored_papers,
 )
+from digest.refresh import alert_anomalies
 from digest.store import db, outbox, planning, runs
 from digest.store.db import Engine
 from digest.store.subscribers import find_subscriber
@@ -188,8 +190,11 @@ async def _fetch_and_plan(run: _Run) -> None:
     """Fetch the widest window the due subscribers need, then write the plan (under the planning lock)."""
     config, engine, run_date = run.config, run.engine, run.run_date
     cadence = fetch_cadence(due_subscribers(engine, run_date))
-    papers = await fetch_and_store(config, engine, run_date, now=run.clock(), cadence=cadence)
-    run.report.papers_fetched = len(papers)
+    fetched = await refresh_window(config, engine, run_date, now=run.clock(), cadence=cadence)
+    run.report.papers_fetched = len(fetched.papers)
+    if fetched.anomalies:  # the digest still goes out; those days are asked again at the next refresh
+        service = ServiceMail.for_config(config, run.transport, run.clock)
+        await alert_anomalies(service, engine, fetched.anomalies)
     with planning.planning_lock(engine):  # another date's plan must see these rows, and we theirs
         plan = [p.row() for p in plan_day(config, engine, run_date, explain=False)]
         planning.write_plan(engine, run.claim.id, plan, run.clock(), skip_empty=config.schedule.skip_empty)

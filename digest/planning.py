@@ -18,10 +18,10 @@ from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import RuleError
 from digest.models import Cadence, MatchedPaper, Paper, Subscriber
+from digest.refresh import Refreshed, refresh
 from digest.rules import BatchMatcher
-from digest.sources import fetch_days
 from digest.store.db import Engine
-from digest.store.papers import delivered_ids, load_papers, upsert_papers
+from digest.store.papers import delivered_ids, load_papers
 from digest.store.planning import PlannedDelivery, in_flight_papers
 from digest.store.subscribers import active_subscribers
 
@@ -62,18 +62,26 @@ async def fetch_and_store(
     now: datetime | None = None,
     cadence: Cadence = Cadence.DAILY,
 ) -> list[Paper]:
-    """Fetch the days of the ``cadence`` window of ``run_date`` and upsert them.
+    """Fetch the days of the ``cadence`` window of ``run_date`` (and every day since the last good fetch)
+    and upsert them; the papers fetched.
 
     SourceError stops it: nothing is stored from a source that answered something we cannot trust.
     """
+    return (await refresh_window(config, engine, run_date, now=now, cadence=cadence)).papers
+
+
+async def refresh_window(
+    config: Config,
+    engine: Engine,
+    run_date: date,
+    *,
+    now: datetime | None = None,
+    cadence: Cadence = Cadence.DAILY,
+) -> Refreshed:
+    """The refresh a run on ``run_date`` does: its ``cadence`` window, plus the catch-up since the last
+    good fetch; the result names the suspicious empty days (``digest.refresh``) for the caller to alert."""
     start, end = window(config, run_date, cadence)
-    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    batch = await fetch_days(config.source, days)
-    upsert_papers(engine, batch.papers, now or utc_now())
-    log.info(
-        "fetched %d papers for %s..%s", len(batch.papers), start, end, extra={"papers": len(batch.papers)}
-    )
-    return list(batch.papers)
+    return await refresh(config, engine, end, now=now or utc_now(), start=start)
 
 
 def stored_papers(

@@ -23,6 +23,7 @@ from digest.models import MatchedPaper, RenderedEmail, Rule
 from digest.paperblocks import (
     _CONTROL_TO_SPACE,
     PaperParts,
+    brief_parts,
     clear_caches,
     clip,
     one_line,
@@ -48,6 +49,11 @@ SUBJECT_LABELS_MAX = 60
 SUBJECT_TITLE_MAX = 40
 LABEL_MAX = 40
 PREHEADER_MAX = 140
+#: Bytes of decoded HTML a digest may take. Gmail clips above 102 KB (102,400 bytes) and the unsubscribe link
+#: goes with the rest; 90,000 leaves room for what relays and clients add.
+HTML_BUDGET = 90_000
+#: Kept free for the "and N more" line (and group headers) when papers move out for size.
+MORE_LINE_BYTES = 1_000
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
@@ -88,9 +94,13 @@ class DigestContext:
     max_papers: int = 30
     title: str = "Paper Digest"
     base_url: str = "https://huggingface.co"
-    #: This digest in the browser (``/d/TOKEN``): linked at the top and from "and N more". Empty: no link.
+    #: This digest in the browser (``/d/TOKEN``): linked at the top and from "and N more" (papers past
+    #: ``max_papers`` or cut to keep the mail under ``HTML_BUDGET``). Empty: no link.
     view_url: str = ""
     view_label: str = "View in your browser"
+    #: Bytes of decoded HTML the digest may take (``HTML_BUDGET`` for mail); None: no limit (the web view,
+    #: which shows every paper of the mail, including those cut for size).
+    html_budget: int | None = HTML_BUDGET
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,44 +110,83 @@ class _GroupView:
     papers: tuple[PaperParts, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What one rendering shows: the papers (each paper once), which of them go without their abstract,
+    and how many were moved to the "and N more" line to keep the HTML under the size budget."""
+
+    shown: list[MatchedPaper]
+    brief: frozenset[str] = frozenset()
+    cut: int = 0
+
+
 def render_digest(ctx: DigestContext) -> RenderedEmail:
     """Render one subscriber's digest: a one-line subject, the plain-text part, the HTML part, and the ids
     of the papers it shows (record exactly these as delivered: the others were only counted in "and N more").
 
+    The HTML part stays under ``HTML_BUDGET`` bytes whatever ``max_papers`` says (Gmail clips a larger one,
+    and the unsubscribe link with it): past the budget, the papers ranked last lose their abstracts, then
+    move to the "and N more" line. Each paper block's size is known from its one rendering, so a mail past
+    the budget is laid out from those sizes and rendered once more, not measured paper by paper.
+
     Raises DigestError when the manage or unsubscribe URL is not an http(s) URL (every digest must carry
     working links to both; the URLs come from ``[web] base_url``).
     """
-    manage_url = safe_url(ctx.manage_url)
-    unsubscribe_url = safe_url(ctx.unsubscribe_url)
-    if not unsubscribe_url or not manage_url:
+    if not safe_url(ctx.unsubscribe_url) or not safe_url(ctx.manage_url):
         raise DigestError(
             "the digest's manage and unsubscribe links must be http(s) URLs: check [web] base_url in the config"
         )
+    layout = _Layout(_select(ctx.papers, ctx.max_papers))
+    rendered = _render(ctx, layout)
+    size = len(rendered.html.encode("utf-8"))
+    budget = ctx.html_budget
+    while budget is not None and size > budget and layout.shown:
+        layout = _fit(layout, size, budget)
+        rendered = _render(ctx, layout)
+        size = len(rendered.html.encode("utf-8"))
+    return rendered
 
-    chosen = _select(ctx.papers, ctx.max_papers)
+
+def _fit(layout: _Layout, size: int, budget: int) -> _Layout:
+    """The layout that brings a rendering of ``size`` bytes under the budget, from the blocks' own sizes:
+    the papers ranked last lose their abstracts first; when that is not enough, they move to "and N more"."""
+    ranked = sorted(layout.shown, key=_trending)
+    full = {mp.paper.id: part.size for mp, part in zip(ranked, paper_parts(ranked), strict=True)}
+    short = {mp.paper.id: part.size for mp, part in zip(ranked, brief_parts(ranked), strict=True)}
+    now = {i: short[i] if i in layout.brief else full[i] for i in full}
+    room = budget - MORE_LINE_BYTES - (size - sum(now.values()))
+    total, brief = sum(full.values()), set()
+    for mp in reversed(ranked):
+        if total <= room:
+            break
+        brief.add(mp.paper.id)
+        total -= full[mp.paper.id] - short[mp.paper.id]
+    kept = list(ranked)
+    while kept and total > room:
+        total -= short[kept.pop().paper.id]
+    if len(kept) == len(layout.shown) and brief == layout.brief:
+        kept.pop()  # the estimate was short (never seen): drop one more rather than loop
+    ids = {mp.paper.id for mp in kept}
+    shown = [mp for mp in layout.shown if mp.paper.id in ids]
+    return _Layout(shown, frozenset(brief & ids), layout.cut + len(layout.shown) - len(shown))
+
+
+def _render(ctx: DigestContext, layout: _Layout) -> RenderedEmail:
+    chosen = layout.shown
     more = len(ctx.papers) - len(chosen)
-    groups = _group(chosen, ctx.rules)
-    total = len(ctx.papers)
-
-    rule_labels = [one_line(r.label) for r in ctx.rules] or [g.label for g in groups]
-    date_long, date_short = _dates(ctx.run_date)
-    shown = len(chosen)
+    groups = _group(chosen, ctx.rules, layout.brief)
+    shown, total = len(chosen), len(ctx.papers)
     count_line = f"{plural(total, 'new paper')} matched your rules"
-    if more:
-        count_line += f"; here are the {shown} most upvoted."
-    else:
-        count_line += "."
-
+    count_line += f"; here are the {shown} most upvoted." if more else "."
     more_url, more_label = _more_link(ctx, more)
     title = one_line(ctx.title) or "Paper Digest"
-
     # The subject counts what the mail shows ("3 new papers" above 3 papers, however many matched).
-    subject = _render_subject(title, shown, _matched_labels(chosen, ctx.rules), date_short)
+    subject = _render_subject(title, shown, _matched_labels(chosen, ctx.rules), _dates(ctx.run_date)[1])
     preheader = _preheader([p for g in groups for p in g.papers])
     values = {
         "subject": subject,
         "title": title,
-        "date_long": date_long,
+        "date_long": _dates(ctx.run_date)[0],
         "greeting": one_line(ctx.name or ""),
         "count_line": count_line,
         "groups": groups,
@@ -145,10 +194,13 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
         "more": more,
         "more_url": more_url,
         "more_label": more_label,
+        # Papers moved out for size and no web view to hold them ("and N more" links there when there is).
+        "fit_url": safe_url(ctx.manage_url) if layout.cut and not safe_url(ctx.view_url) else "",
+        "fit_label": "narrow your rules",
         "recipient": one_line(ctx.recipient),
-        "rules": rule_labels,
-        "manage_url": manage_url,
-        "unsubscribe_url": unsubscribe_url,
+        "rules": [one_line(r.label) for r in ctx.rules] or [g.label for g in groups],
+        "manage_url": safe_url(ctx.manage_url),
+        "unsubscribe_url": safe_url(ctx.unsubscribe_url),
         "postal_lines": [line for line in (one_line(x) for x in ctx.postal_address.splitlines()) if line],
         "preheader": preheader,
         "view_url": safe_url(ctx.view_url),
@@ -207,14 +259,22 @@ def _trending(mp: MatchedPaper) -> tuple[int, int, str]:
     return (-mp.paper.upvotes, -mp.paper.num_comments, mp.paper.id)
 
 
-def _group(papers: list[MatchedPaper], rules: Sequence[Rule]) -> tuple[_GroupView, ...]:
+def _group(
+    papers: list[MatchedPaper], rules: Sequence[Rule], brief: frozenset[str] = frozenset()
+) -> tuple[_GroupView, ...]:
     by_label: dict[str, list[MatchedPaper]] = {r.label: [] for r in rules}
     for mp in papers:
         label = mp.why[0].rule if mp.why else ""
         by_label.setdefault(label, []).append(mp)
     members = [sorted(group, key=_trending) for group in by_label.values() if group]
     labels = [label for label, group in by_label.items() if group]
-    parts = iter(paper_parts([mp for group in members for mp in group]))
+    ordered = [mp for group in members for mp in group]
+    parts = iter(paper_parts(ordered))
+    if brief:
+        short = iter(brief_parts([mp for mp in ordered if mp.paper.id in brief]))
+        parts = iter(
+            [next(short) if mp.paper.id in brief else part for mp, part in zip(ordered, parts, strict=True)]
+        )
     return tuple(
         _GroupView(
             label=clip(one_line(label), LABEL_MAX) or "your rules",

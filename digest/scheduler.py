@@ -37,6 +37,7 @@ Busy = Callable[[], bool]
 
 JOB_ID = "digest-run"
 RETRY_JOB_ID = "digest-retry"
+REFRESH_JOB_ID = "source-refresh"
 #: How often the retry job looks at today's run. Ten minutes: a temporary SMTP outage delays the digests
 #: by minutes rather than a day, and an outage that lasts costs a cheap connection attempt (and, for a
 #: broken source, one fetch) every ten minutes; the admin alert is still sent once per problem per day.
@@ -153,6 +154,30 @@ def _add_retry_job(
         max_instances=2,
         # A tick delayed by a busy loop still counts; a tick is cheap and coalesced.
         misfire_grace_time=None,
+        replace_existing=True,
+    )
+
+
+def add_refresh_job(
+    scheduler: AsyncIOScheduler, config: Config, refresh: Callable[[], Awaitable[Any]]
+) -> None:
+    """Run ``await refresh()`` at every fire of ``[source] refresh`` (in ``[schedule] timezone``): the
+    source is fetched in its own job, so a send never waits for it. A fire missed by more than the grace
+    is skipped (the next one catches up: a refresh fetches every day since the last good fetch)."""
+    try:
+        trigger = CronTrigger.from_crontab(
+            crontab_for_apscheduler(config.source.refresh), timezone=config.schedule.zone
+        )
+    except ValueError as exc:
+        raise ConfigError([f"{config.path}: source.refresh: {exc} (got {config.source.refresh!r})"]) from None
+    scheduler.add_job(
+        refresh,
+        trigger,
+        id=REFRESH_JOB_ID,
+        name="source refresh",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=MISFIRE_GRACE_S,
         replace_existing=True,
     )
 

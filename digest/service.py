@@ -30,7 +30,8 @@ from digest.errors import DeliveryError, DigestError, RunLockedError
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RunReport, RunStatus
 from digest.outgoing import ServiceMail, alert_admin
-from digest.scheduler import RETRY_EVERY, build_scheduler
+from digest.refresh import Refreshed, refresh_source
+from digest.scheduler import RETRY_EVERY, add_refresh_job, build_scheduler
 from digest.store import runs
 from digest.store.db import DatabaseError, Engine, IntegrityError
 from digest.store.run_status import release_runs
@@ -173,6 +174,19 @@ class DigestService:
                     return None
                 raise
 
+    async def refresh(self) -> Refreshed | None:
+        """The refresh job: fetch the source on ``[source] refresh``, apart from any send. Alerts go out
+        through a pool opened only when there is one to send."""
+        mailer = LazyMailer(self.config)
+        try:
+            service = ServiceMail.for_config(self.config, mailer, self.clock)
+            return await refresh_source(self.config, self.engine, service)
+        except DatabaseError as exc:
+            log.warning("refresh skipped: the database cannot be used (%s)", exc.__class__.__name__)
+            return None
+        finally:
+            await mailer.aclose()
+
     def busy(self) -> bool:
         """True while a run is in progress in this process (or waiting for the one in progress)."""
         return self._lock.locked()
@@ -278,7 +292,8 @@ def sync_subscribers(config: Config, engine: Engine) -> None:
 
 
 def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVERY) -> AsyncIOScheduler:
-    """The scheduler of ``serve``: the daily cron and the same-day retry job, both running ``service``."""
+    """The scheduler of ``serve``: the daily cron and the same-day retry job, both running ``service``,
+    the source refresh job and the team-chat channel posts."""
     scheduler = build_scheduler(
         service.config,
         service.run,
@@ -294,6 +309,7 @@ def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVE
         lambda day: lambda p, d: _alert(service.config, service.engine, day, p, d, service.clock),
         service.clock,
     )
+    add_refresh_job(scheduler, service.config, service.refresh)
     return scheduler
 
 

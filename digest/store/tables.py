@@ -182,6 +182,18 @@ class ChannelPostRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=TZ)
 
 
+class SourceDayRow(SQLModel, table=True):
+    """What the last fetch of each source day found: the refresh starts from the last good fetch, and a
+    day whose emptiness looked wrong stays ``anomaly`` (asked again) instead of passing as "nothing new"."""
+
+    __tablename__ = "source_day"
+
+    day: date = Field(primary_key=True)
+    status: str = Field(max_length=16)  # ok | anomaly
+    papers: int = 0
+    fetched_at: datetime = Field(sa_type=TZ, index=True)
+
+
 paper = PaperRow.__table__  # type: ignore[attr-defined]
 subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
 rule = RuleRow.__table__  # type: ignore[attr-defined]
@@ -190,4 +202,5 @@ delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
 delivered_paper = DeliveredPaperRow.__table__  # type: ignore[attr-defined]
 alert = AlertRow.__table__  # type: ignore[attr-defined]
 channel_post = ChannelPostRow.__table__  # type: ignore[attr-defined]
+source_day = SourceDayRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

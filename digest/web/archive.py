@@ -196,4 +196,5 @@ def _web_context(
         base_url=config.source.base_url,
         view_url=archive_url(config, secret, sub),
         view_label="All your past digests",
+        html_budget=None,  # a page is not clipped like a mail: every paper, abstracts included
     )

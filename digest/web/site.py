@@ -77,6 +77,8 @@ class Site:
         self.engine = engine
         self.mailer = mailer
         self.clock = clock
+        #: When this app started: /healthz only judges the scheduled runs due since then.
+        self.started_at = clock()
         self.secret = config.secret_key()
         self.csrf = Csrf(self.secret)
         self.subscribe_limiter = SlidingWindowLimiter(*limits.subscribe)

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from digest.addresses import normalize_email
 from digest.errors import DigestError, SubscriberError
-from digest.models import SubscriberStatus
+from digest.models import Subscriber, SubscriberStatus
 from digest.notices import render_confirmation, render_reminder, render_welcome
 from digest.store import signup
 from digest.store import subscribers as repo
@@ -153,9 +153,46 @@ def subscribe(
     return done
 
 
+class ConfirmForm(BaseModel):
+    """The confirmation page's button: only the CSRF token."""
+
+    csrf_token: str = ""
+
+
 @router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(token: str, background: BackgroundTasks, site: SiteDep) -> HTMLResponse:
+def confirm_page(token: str, request: Request, site: SiteDep) -> HTMLResponse:
+    """The page of the confirmation link: one button. Mail scanners (Safe Links, gateways) fetch every link
+    in a mail, so opening the link must not subscribe anyone: only the button's POST does."""
     sub = site.subscriber_from("confirm", token)  # a bad link: TokenError, answered by the app
+    return _confirm_page(site, request, sub)
+
+
+def _confirm_page(
+    site: Site, request: Request, sub: Subscriber, status: int = 200, notice: str = ""
+) -> HTMLResponse:
+    manage_path = path_of(site.links(sub)["manage_url"])
+    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        return site.page("confirmed.html", status, sub=sub, already=True, manage_path=manage_path)
+    if sub.status != SubscriberStatus.PENDING:
+        return _cancelled(site)
+    return site.with_csrf(
+        request,
+        lambda csrf: site.page("confirm.html", status, sub=sub, csrf_token=csrf, notice=notice),
+    )
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+def confirm(
+    token: str,
+    request: Request,
+    background: BackgroundTasks,
+    site: SiteDep,
+    form: Annotated[ConfirmForm, Form()],
+) -> HTMLResponse:
+    """The button of the confirmation page: activates the subscription and sends the welcome mail."""
+    sub = site.subscriber_from("confirm", token)  # a bad link: TokenError, answered by the app
+    if not site.csrf_ok(request, form.csrf_token):
+        return _confirm_page(site, request, sub, 403, FORM_EXPIRED)
     links = site.links(sub)
     manage_path = path_of(links["manage_url"])
     if signup.confirm_subscriber(site.engine, sub.id, now=site.clock()):
@@ -165,6 +202,10 @@ def confirm(token: str, background: BackgroundTasks, site: SiteDep) -> HTMLRespo
         return site.page("confirmed.html", sub=active, already=False, manage_path=manage_path)
     if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
         return site.page("confirmed.html", sub=sub, already=True, manage_path=manage_path)
+    return _cancelled(site)
+
+
+def _cancelled(site: Site) -> HTMLResponse:
     return site.message(
         409,
         "This subscription was cancelled",

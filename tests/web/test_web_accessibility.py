@@ -78,6 +78,14 @@ def test_axe_finds_nothing_serious_on_any_page(served: Served, browser: Any, wid
     assert_accessible(page, f"check your inbox, {where}")
 
     page.goto(links_in_base(_mail(served.sink, 1), served.url)["confirm"])
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your subscription")
+    assert_accessible(page, f"confirm page, {where}")
+    context.clear_cookies()  # the form's CSRF cookie is gone: the button answers "the form had expired"
+    page.get_by_role("button", name="Confirm my subscription").click()
+    expect(page).to_have_title(re.compile("^Error: "))
+    expect(page.locator("#error-summary")).to_be_focused()
+    assert_accessible(page, f"confirm page, form expired, {where}")
+    page.get_by_role("button", name="Confirm my subscription").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are subscribed")
     assert_accessible(page, f"confirmed, {where}")
 
@@ -206,6 +214,8 @@ def test_a_bad_submit_says_error_in_the_title_and_focuses_a_summary_linking_to_t
     page.get_by_label("Rules, one per line").fill("diffusion")
     page.get_by_role("button", name="Subscribe").click()
     page.goto(links_in_base(_mail(served.sink, 1), served.url)["confirm"])
+    page.get_by_role("button", name="Confirm my subscription").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are subscribed")
     page.goto(links_in_base(_mail(served.sink, 2), served.url)["manage"])
     manage_title = page.title()
     page.get_by_label("Rules, one per line").fill("agents\n-video")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -128,6 +129,12 @@ def test_a_visitor_subscribes_confirms_edits_and_unsubscribes_in_a_browser(
 
     confirmation = _mail(served.sink, 1)
     page.goto(links_in_base(confirmation, served.url)["confirm"])
+    # Opening the link (what a mail scanner does too) only shows the button.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your subscription")
+    assert repo.find_subscriber(served.engine, "ann@example.org").status.value == "pending"  # type: ignore[union-attr]
+    page.reload()
+    assert repo.find_subscriber(served.engine, "ann@example.org").status.value == "pending"  # type: ignore[union-attr]
+    page.get_by_role("button", name="Confirm my subscription").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are subscribed")
     _shot(page, "05-confirmed")
 
@@ -160,6 +167,27 @@ def test_a_visitor_subscribes_confirms_edits_and_unsubscribes_in_a_browser(
     assert repo.find_subscriber(served.engine, "ann@example.org").status.value == "unsubscribed"  # type: ignore[union-attr]
     assert problems == []
     context.close()
+
+
+def test_a_mail_scanner_that_opens_the_confirmation_link_in_a_browser_confirms_nothing(
+    served: Served, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    with httpx.Client(base_url=served.url) as client:
+        form = client.get("/").text
+        token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        client.post("/subscribe", data={"email": "cy@example.org", "rules": "diffusion", "csrf_token": token})
+    link = links_in_base(_mail(served.sink, 1), served.url)["confirm"]
+    scanner = browser.new_context(user_agent="Mozilla/5.0 (compatible; Microsoft Safe Links scanner)")
+    page = scanner.new_page()
+    page.goto(link)
+    expect(page.get_by_role("button", name="Confirm my subscription")).to_be_visible()
+    page.goto(link)  # scanners fetch again, and follow the links they find
+    page.request.head(link)
+    scanner.close()
+    assert repo.find_subscriber(served.engine, "cy@example.org").status.value == "pending"  # type: ignore[union-attr]
+    assert served.sink.count == 1  # no welcome mail
 
 
 def test_the_page_works_without_javascript_and_on_a_phone(served: Served, browser: Any) -> None:

@@ -29,7 +29,7 @@ async def _subscribe_and_confirm(
 ) -> dict[str, str]:
     assert (await web.subscribe(email, rules)).status_code == 200
     (confirmation,) = web.new_mail()
-    confirmed = await web.client.get(links_in(confirmation)["confirm"])
+    confirmed = await web.confirm(links_in(confirmation)["confirm"])
     assert confirmed.status_code == 200
     (welcome,) = web.new_mail()
     return links_in(welcome)
@@ -239,14 +239,15 @@ async def test_confirming_activates_once_and_sends_one_welcome_mail(web: Web) ->
     await web.subscribe("ann@example.org", "diffusion")
     (confirmation,) = web.new_mail()
     link = links_in(confirmation)["confirm"]
-    first = await web.client.get(link)
+    first = await web.confirm(link)
     assert first.status_code == 200 and "You are subscribed" in first.text
     assert _rows(web.engine)[0].status == "active"
     (welcome,) = web.new_mail()
     assert welcome.message["Subject"] == "Welcome to Paper digest"
     assert set(links_in(welcome)) == {"manage", "u"}
-    again = await web.client.get(link)
+    again = await web.confirm(link)
     assert again.status_code == 200 and "already subscribed" in again.text
+    assert (await web.client.post(link, data={"csrf_token": await web.form_token()})).status_code == 200
     assert web.new_mail() == []
 
 
@@ -486,9 +487,9 @@ async def _failed_run_with_an_smtp_alert(web: Web) -> None:
 async def test_public_healthz_shows_states_and_counts_but_no_error_text(web: Web) -> None:
     await _failed_run_with_an_smtp_alert(web)
     answer = await web.client.get("/healthz")
-    assert answer.status_code == 200
+    assert answer.status_code == 503  # the last run failed
     assert answer.json() == {
-        "status": "alert",
+        "status": "unhealthy",
         "last_run": {
             "date": "2026-03-02",
             "status": "failed",
@@ -507,12 +508,12 @@ async def test_healthz_gives_details_only_to_this_machine_and_not_through_a_prox
     local = await web_factory(ip="127.0.0.1")  # type: ignore[operator]
     await _failed_run_with_an_smtp_alert(local)
     mine = await local.client.get("/healthz")
-    assert mine.status_code == 200
+    assert mine.status_code == 503
     assert mine.json()["last_run"]["error"] == f"SMTP: {SECRET_DETAIL}"
     assert mine.json()["alert"][0]["detail"] == SECRET_DETAIL
     # A reverse proxy on the same machine connects from 127.0.0.1 too: what it forwards is public.
     proxied = await local.client.get("/healthz", headers={"x-forwarded-for": "203.0.113.9"})
-    assert proxied.status_code == 200 and SECRET_DETAIL not in proxied.text
+    assert proxied.status_code == 503 and SECRET_DETAIL not in proxied.text
     ipv6 = await web_factory(ip="::1")  # type: ignore[operator]
     assert SECRET_DETAIL in (await ipv6.client.get("/healthz")).text
 
@@ -573,7 +574,7 @@ async def test_new_rules_for_a_pending_address_kill_the_earlier_confirmation_lin
     old = await web.client.get(links_in(owners)["confirm"])
     assert old.status_code == 410 and "This link was replaced" in old.text
     assert _rows(web.engine)[0].status == "pending" and web.new_mail() == []
-    new = await web.client.get(links_in(fresh)["confirm"])
+    new = await web.confirm(links_in(fresh)["confirm"])
     assert new.status_code == 200 and _rows(web.engine)[0].status == "active"
 
 
@@ -632,7 +633,7 @@ async def test_requests_through_an_untrusted_proxy_log_one_warning_per_process(
 async def test_pages_link_to_the_manage_page_on_the_site_they_were_served_from(web: Web) -> None:
     await web.subscribe("ann@example.org")
     (confirmation,) = web.new_mail()
-    confirmed = (await web.client.get(links_in(confirmation)["confirm"])).text
+    confirmed = (await web.confirm(links_in(confirmation)["confirm"])).text
     (welcome,) = web.new_mail()
     links = links_in(welcome)
     pages = [

@@ -112,6 +112,14 @@ class Web:
         data = {"email": email, "rules": rules, "name": name, "website": "", "csrf_token": token, **fields}
         return await self.client.post("/subscribe", data=data)
 
+    async def confirm(self, link: str) -> httpx.Response:
+        """Open the confirmation link (a page with a button) and press the button, as a person does."""
+        page = await self.client.get(link)
+        match = CSRF_FIELD.search(page.text)
+        if page.status_code != 200 or match is None:
+            return page  # an error page, or "already subscribed": no button to press
+        return await self.client.post(link, data={"csrf_token": match.group(1)})
+
     def new_mail(self) -> list[ReceivedMessage]:
         """Messages that arrived since the last call."""
         got = self.sink.messages[self.seen :]
