@@ -28,7 +28,9 @@ async def test_opening_the_confirmation_link_changes_nothing_whoever_opens_it(we
     for agent in SCANNERS.values():
         page = await web.client.get(link, headers={"user-agent": agent})
         assert page.status_code == 200
-        assert '<button type="submit" class="primary">Confirm my subscription</button>' in page.text
+        assert (
+            '<button type="submit" id="confirm" class="primary">Confirm my subscription</button>' in page.text
+        )
         assert 'method="post"' in page.text and CSRF_FIELD.search(page.text)
         head = await web.client.head(link, headers={"user-agent": agent})
         assert head.status_code in (200, 405)
@@ -41,6 +43,9 @@ async def test_the_confirm_button_needs_the_pages_csrf_token(web: Web) -> None:
     link = links_in(confirmation)["confirm"]
     forged = await web.client.post(link, data={"csrf_token": "not-the-token"})
     assert forged.status_code == 403 and "Confirm my subscription" in forged.text
+    # Said like any form error: in the title and in the summary, linked to the button.
+    assert "<title>Error: Confirm your subscription" in forged.text
+    assert '<a href="#confirm">The form had expired' in forged.text
     assert _status(web) == "pending" and web.new_mail() == []
     done = await web.confirm(link)
     assert done.status_code == 200 and "You are subscribed" in done.text
