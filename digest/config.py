@@ -215,6 +215,13 @@ class DigestConfig(_Section):
         return self
 
 
+class SemanticConfig(_Section):
+    """like: rules ("more like this"): needs the optional extra, pip install 'paper-digest[semantic]'."""
+
+    enabled: bool = False
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.55
+
+
 class SubscriberEntry(_Section):
     email: str
     rules: Annotated[list[str], Field(min_length=1)]
@@ -240,6 +247,7 @@ class Config(_Section):
     web: WebConfig = WebConfig()
     security: SecurityConfig = SecurityConfig()
     digest: DigestConfig = DigestConfig()
+    semantic: SemanticConfig = SemanticConfig()
     subscribers: list[SubscriberEntry] = []
     path: Path = Path(DEFAULT_CONFIG_NAME)
 

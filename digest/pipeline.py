@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from digest import likes
 from digest.addresses import normalize_email
 from digest.config import Config
 from digest.errors import ConfigError, DeliveryError, RuleError, RunLockedError, SourceError, SubscriberError
@@ -35,7 +36,7 @@ from digest.models import (
 )
 from digest.notices import manage_url, render_admin_alert, render_confirmation, unsubscribe_url
 from digest.render import DigestContext, render_digest, shown_papers
-from digest.rules import BatchMatcher, parse_rule
+from digest.rules import BatchMatcher, validate_rules
 from digest.sources import fetch_days
 from digest.store import db, outbox
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
@@ -91,6 +92,7 @@ async def fetch_and_store(
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     batch = await fetch_days(config.source, days)
     upsert_papers(engine, batch.papers, now or utc_now())
+    likes.embed_new(config, engine)
     log.info(
         "fetched %d papers for %s..%s", len(batch.papers), start, end, extra={"papers": len(batch.papers)}
     )
@@ -121,7 +123,7 @@ def plan_run(config: Config, engine: sa.Engine, run_date: date) -> list[outbox.P
         ids = [s.id for s in group]
         seen = delivered_ids(engine, ids, [p.id for p in papers]) if papers else {}
         promised = outbox.in_flight_papers(engine, ids)
-        matcher = BatchMatcher(papers)
+        matcher = BatchMatcher(papers, likes=likes.scores_for(config, engine, papers))
         for sub in group:
             already = seen.get(sub.id, set()) | promised.get(sub.id, set())
             try:
@@ -155,11 +157,12 @@ class Composer:
     secret: str
     dkim: DkimSigner | None = None
     domain: str = "localhost"
+    engine: sa.Engine | None = None  # for like: rules (semantic extra); None: they match nothing
     _matcher: BatchMatcher | None = field(default=None, repr=False)
     _matcher_key: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
-    def for_config(cls, config: Config) -> Composer:
+    def for_config(cls, config: Config, engine: sa.Engine | None = None) -> Composer:
         dkim = None
         if config.digest.dkim_key_file:
             assert config.digest.dkim_selector and config.digest.dkim_domain
@@ -169,7 +172,7 @@ class Composer:
                 config.digest.dkim_domain,
             )
         address = parseaddr(config.smtp.from_)[1]
-        return cls(config, config.secret_key(), dkim, address.rpartition("@")[2] or "localhost")
+        return cls(config, config.secret_key(), dkim, address.rpartition("@")[2] or "localhost", engine)
 
     def compose(
         self, sub: Subscriber, papers: Sequence[Paper], run_date: date, now: datetime
@@ -182,7 +185,9 @@ class Composer:
         """One matcher per distinct paper set, so words, rules and explanations are computed once per run."""
         key = tuple(sorted(p.id for p in papers))
         if self._matcher is None or self._matcher_key != key:
-            self._matcher, self._matcher_key = BatchMatcher(sorted(papers, key=lambda p: p.id)), key
+            ordered = sorted(papers, key=lambda p: p.id)
+            scores = likes.scores_for(self.config, self.engine, ordered) if self.engine is not None else None
+            self._matcher, self._matcher_key = BatchMatcher(ordered, likes=scores), key
         return self._matcher
 
     def compose_from(
@@ -322,7 +327,7 @@ async def _run_claimed(
     started: float,
 ) -> RunReport:
     now = clock()
-    composer = Composer.for_config(config)
+    composer = Composer.for_config(config, engine)
     # Give up on work past the retry deadline first: its papers are then free for today's plan.
     deadline = clock() - timedelta(hours=config.smtp.retry_hours)
     expired = outbox.expire_retries(engine, deadline, clock())
@@ -749,7 +754,7 @@ async def dry_run_digest(
     started = time.monotonic()
     report = RunReport(run_date=run_date)
     report.papers_fetched = len(await fetch_and_store(config, engine, run_date, now=clock()))
-    composer = Composer.for_config(config)
+    composer = Composer.for_config(config, engine)
     plan = plan_run(config, engine, run_date)
     subs = {s.id: s for s in active_subscribers(engine)}
     papers = {p.id: p for p in papers_by_ids(engine, sorted({pid for p in plan for pid in p.paper_ids}))}
@@ -779,7 +784,7 @@ def preview_digest(
     start, end = window(config, run_date, sub.cadence)
     papers = load_papers(engine, start, end, min_upvotes=config.source.min_upvotes)
     seen = delivered_ids(engine, [sub.id], [p.id for p in papers]).get(sub.id, set())
-    mail = Composer.for_config(config).compose(
+    mail = Composer.for_config(config, engine).compose(
         sub, [p for p in papers if p.id not in seen], run_date, utc_now()
     )
     if mail is None:
@@ -885,9 +890,10 @@ def check_config_subscribers(config: Config) -> None:
             problems.append(f"{config.path}: subscribers.{i}.email: {exc}")
         for j, query in enumerate(entry.rules):
             try:
-                parse_rule(query)
+                validate_rules([query])
             except RuleError as exc:
                 problems.append(f"{config.path}: subscribers.{i}.rules.{j}: {exc}")
+    problems.extend(likes.config_problems(config))
     if problems:
         raise ConfigError(problems)
 
