@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from digest.config import Config
 from digest.errors import RuleError, SourceError
-from digest.models import Paper
+from digest.models import Paper, Subscriber
 from digest.rules import parse_cached
 from digest.rules.like_support import MISSING_EXTRA, extra_installed
 from digest.rules.matcher import LikeScores
@@ -36,6 +36,7 @@ from digest.store.embeddings import (
 )
 from digest.store.lookups import papers_by_ids
 from digest.store.papers import upsert_papers
+from digest.tokens import make_token
 
 if TYPE_CHECKING:  # numpy comes with the extra: imported only when like: rules are on
     from digest.rules.semantic import SemanticIndex
@@ -207,3 +208,46 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def require(config: Config) -> None:
+    """Raise a one-line DigestError unless like: rules work here (extra installed and enabled)."""
+    from digest.errors import DigestError
+
+    if not extra_installed():
+        raise DigestError(MISSING_EXTRA)
+    if not config.semantic.enabled:
+        raise DigestError(f"{config.path}: semantic.enabled: like: rules need [semantic] enabled = true")
+
+
+def index_for_query(
+    config: Config, engine: sa.Engine, papers: Sequence[Paper], query: str, *, stored: bool
+) -> LikeScores | None:
+    """The similarity index for one rule (``digest match``); None when the rule has no like:.
+
+    ``stored`` papers use (and fill) their stored embeddings; papers from a file are embedded in memory.
+    """
+    wanted = liked_ids([query])
+    if not wanted:
+        return None
+    require(config)
+    if stored:
+        return build_index(config, engine, papers, wanted)
+    from digest.embeddings import embed_papers
+    from digest.rules.semantic import Liked, SemanticIndex, from_bytes
+
+    window = embed_papers(papers)
+    found = liked_papers(config, engine, wanted)
+    return SemanticIndex(
+        [from_bytes(window[p.id]) for p in papers],
+        {pid: Liked(title, from_bytes(blob)) for pid, (title, blob) in found.items()},
+        config.semantic.threshold,
+    )
+
+
+def more_like_url(config: Config, secret: str, sub: Subscriber) -> str:
+    """The subscriber's "More like this" link without the paper id; "" when like: rules are off here."""
+    if not enabled(config):
+        return ""
+    token = make_token(secret, "more", sub.id, sub.token_version)
+    return f"{config.web.base_url.rstrip('/')}/more/{token}"

@@ -211,6 +211,7 @@ class Composer:
                 postal_address=self.config.digest.postal_address,
                 title=self.config.digest.title,
                 base_url=self.config.source.base_url,
+                more_like_url=likes.more_like_url(self.config, self.secret, sub),
             )
         )
         message_id = make_message_id(self.domain)

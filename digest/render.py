@@ -97,6 +97,8 @@ class DigestContext:
     max_papers: int = 30
     title: str = "Paper Digest"
     base_url: str = "https://huggingface.co"
+    #: The subscriber's "More like this" link without the paper id (``.../more/TOKEN``); "" shows no link.
+    more_like_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class _PaperView:
     summary_html: Markup
     why: str
     links: tuple[tuple[str, str], ...]
+    more_like: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,8 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
 
     chosen = _select(ctx.papers, ctx.max_papers)
     more = len(ctx.papers) - len(chosen)
-    groups = _group(chosen, ctx.rules)
+    more_like = safe_url(ctx.more_like_url) if ctx.more_like_url else ""
+    groups = _group(chosen, ctx.rules, bool(more_like))
     total = len(ctx.papers)
 
     rule_labels = [_one_line(r.label) for r in ctx.rules] or [g.label for g in groups]
@@ -186,6 +190,9 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     }
     html = _html_template(HTML_TEMPLATE).render(values, head_css=_head_css(), preheader_pad=_PREHEADER_PAD)
     text = _text_template(TEXT_TEMPLATE).render(values)
+    if more_like:  # the shared paper blocks carry a mark where this subscriber's link goes
+        html = html.replace(_MORE_MARK, str(escape(more_like)))
+        text = text.replace(_MORE_MARK, more_like)
     return RenderedEmail(subject=subject, text=text, html=html, preheader=preheader)
 
 
@@ -218,14 +225,16 @@ def _trending(mp: MatchedPaper) -> tuple[int, int, str]:
     return (-mp.paper.upvotes, -mp.paper.num_comments, mp.paper.id)
 
 
-def _group(papers: list[MatchedPaper], rules: Sequence[Rule]) -> tuple[_GroupView, ...]:
+def _group(
+    papers: list[MatchedPaper], rules: Sequence[Rule], more_like: bool = False
+) -> tuple[_GroupView, ...]:
     by_label: dict[str, list[MatchedPaper]] = {r.label: [] for r in rules}
     for mp in papers:
         label = mp.why[0].rule if mp.why else ""
         by_label.setdefault(label, []).append(mp)
     members = [sorted(group, key=_trending) for group in by_label.values() if group]
     labels = [label for label, group in by_label.items() if group]
-    parts = iter(_paper_parts([mp for group in members for mp in group]))
+    parts = iter(_paper_parts([mp for group in members for mp in group], more_like))
     return tuple(
         _GroupView(
             label=_clip(_one_line(label), LABEL_MAX) or "your rules",
@@ -236,14 +245,17 @@ def _group(papers: list[MatchedPaper], rules: Sequence[Rule]) -> tuple[_GroupVie
     )
 
 
-_PART_CACHE: dict[MatchedPaper, _PaperParts] = {}
+_PART_CACHE: dict[tuple[MatchedPaper, bool], _PaperParts] = {}
+# Stands for the subscriber's "More like this" URL in the shared paper blocks; replaced per mail. A control
+# character, so no paper text can contain it (they all become spaces).
+_MORE_MARK = "\x01more\x01"
 _PART_CACHE_MAX = 4096
 # Separates the paper blocks of one batch render. Never in a block: every control character of the data
 # becomes a space before rendering, and the templates contain none.
 _SEPARATOR = "\x00"
 
 
-def _paper_parts(papers: Sequence[MatchedPaper]) -> list[_PaperParts]:
+def _paper_parts(papers: Sequence[MatchedPaper], more_like: bool = False) -> list[_PaperParts]:
     """Each paper's HTML and text blocks, in the order given.
 
     Cached: in a run, every subscriber whose rules matched the same paper for the same reasons gets the same
@@ -251,10 +263,10 @@ def _paper_parts(papers: Sequence[MatchedPaper]) -> list[_PaperParts]:
     template call per part (a Jinja render has a fixed cost that would otherwise be paid twice per paper).
     A frozen dataclass recomputes its hash on every lookup, so each paper is looked up once.
     """
-    found = [_PART_CACHE.get(mp) for mp in papers]
+    found = [_PART_CACHE.get((mp, more_like)) for mp in papers]
     missing = [mp for mp, part in zip(papers, found, strict=True) if part is None]
     if missing:
-        views = [_paper_view(mp) for mp in missing]
+        views = [_paper_view(mp, more_like) for mp in missing]
         html = (
             _html_template(PAPER_HTML_TEMPLATE).render(papers=views, separator=_SEPARATOR).split(_SEPARATOR)
         )
@@ -269,7 +281,7 @@ def _paper_parts(papers: Sequence[MatchedPaper]) -> list[_PaperParts]:
         )
         for i, part in enumerate(found):
             if part is None:
-                found[i] = _PART_CACHE[papers[i]] = next(fresh)
+                found[i] = _PART_CACHE[papers[i], more_like] = next(fresh)
     return [part for part in found if part is not None]
 
 
@@ -278,7 +290,7 @@ def clear_caches() -> None:
     _PART_CACHE.clear()
 
 
-def _paper_view(mp: MatchedPaper) -> _PaperView:
+def _paper_view(mp: MatchedPaper, more_like: bool = False) -> _PaperView:
     p = mp.paper
     spans = _spans_by_field(mp.why)
     title = p.title.translate(_CONTROL_TO_SPACE)
@@ -310,6 +322,7 @@ def _paper_view(mp: MatchedPaper) -> _PaperView:
         summary_html=summary_html,
         why="; ".join(_one_line(e.describe()) for e in mp.why),
         links=_links(p),
+        more_like=f"{_MORE_MARK}/{p.id}" if more_like else "",
     )
 
 

@@ -13,13 +13,14 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
 from digest.errors import TokenError
 
-Purpose = Literal["confirm", "manage", "unsubscribe"]
+Purpose = Literal["confirm", "manage", "unsubscribe", "more"]
 
 #: How long each kind of link stays valid, in seconds (None: no expiry).
 MAX_AGE: dict[str, int | None] = {
     "confirm": 3 * 24 * 3600,
     "manage": 180 * 24 * 3600,
     "unsubscribe": 365 * 24 * 3600,  # RFC 8058 asks for a long life; at least 60 days.
+    "more": 180 * 24 * 3600,  # "More like this" under each paper: as long as the manage link
 }
 
 

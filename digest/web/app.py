@@ -48,6 +48,7 @@ from digest.store.papers import load_papers
 from digest.store.tables import alert, run
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
+from digest.web import more
 from digest.web.security import CSRF_COOKIE, Csrf, SecurityHeaders, SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -594,6 +595,7 @@ def create_app(
             "unsubscribe_url": links["unsubscribe_url"],
             "admin_email": site.config.digest.admin_email or "",
             "page_url": f"/manage/{request.path_params['token']}",
+            "liked": more.liked_rules(site.engine, sub.rules),
         }
         context.update(extra)
         return site.with_csrf(
@@ -710,6 +712,7 @@ def create_app(
         only go to a caller on this machine (the container's health check, an operator's curl)."""
         return JSONResponse(health(site.engine, site.clock(), details=site.is_local(request)))
 
+    app.include_router(more.router(site))
     return app
 
 
