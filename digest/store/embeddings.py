@@ -67,7 +67,8 @@ def paper_titles(engine: sa.Engine, ids: Sequence[str]) -> dict[str, str]:
     with engine.connect() as conn:
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start : start + ID_CHUNK]
-            out.update(dict(conn.execute(sa.select(paper.c.id, paper.c.title).where(paper.c.id.in_(chunk)))))
+            rows = conn.execute(sa.select(paper.c.id, paper.c.title).where(paper.c.id.in_(chunk)))
+            out.update({pid: title for pid, title in rows})
     return out
 
 

@@ -162,7 +162,8 @@ def test_the_matrix_matcher_equals_a_naive_loop_per_subscriber(
             i
             for i, vec in enumerate(vectors)
             if any(
-                pid in liked and float(np.dot(liked[pid].vector, vec)) >= np.float32(threshold) for pid in likes
+                pid in liked and float(np.dot(liked[pid].vector, vec)) >= np.float32(threshold)
+                for pid in likes
             )
         ]
         assert m.match(rules) == expected
