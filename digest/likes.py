@@ -114,7 +114,8 @@ def scores_for(config: Config, engine: sa.Engine, papers: Sequence[Paper]) -> Li
     """
     if not enabled(config):
         return None
-    return build_index(config, engine, papers, liked_ids(like_rule_queries(engine)))
+    liked = liked_ids(like_rule_queries(engine))
+    return build_index(config, engine, papers, liked) if liked else None
 
 
 def build_index(

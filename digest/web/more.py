@@ -74,6 +74,7 @@ def router(site: Site) -> APIRouter:
             "manage_path": _path(site.links(sub)["manage_url"]),
             "page_url": str(request.url.path),
             "done": False,
+            "already": False,
             "error": "",
         }
         context.update(extra)

@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from semantic_helpers import without_extra
 
 from digest.errors import RuleError
 from digest.models import Paper, Rule
 from digest.rules import BatchMatcher, parse_rule, validate_rules
 from digest.rules.nodes import And, Like, Not, Or
 from digest.rules.semantic import DIMENSIONS, Liked, SemanticIndex, from_bytes, to_bytes
+
+__all__ = ["without_extra"]  # the fixture, used by name
 
 DAY = date(2026, 3, 2)
 

@@ -1,4 +1,4 @@
-"""Fixtures for like: rules: a way to pretend the semantic extra is missing."""
+"""Helpers for like: rule tests: a fixture that pretends the semantic extra is missing (import it)."""
 
 from __future__ import annotations
 
