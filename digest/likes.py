@@ -238,7 +238,8 @@ def index_for_query(
     from digest.rules.semantic import Liked, SemanticIndex, from_bytes
 
     window = embed_papers(papers)
-    found = liked_papers(config, engine, wanted)
+    in_file = {p.id: (p.title, window[p.id]) for p in papers if p.id in wanted}
+    found = {**liked_papers(config, engine, [w for w in wanted if w not in in_file]), **in_file}
     return SemanticIndex(
         [from_bytes(window[p.id]) for p in papers],
         {pid: Liked(title, from_bytes(blob)) for pid, (title, blob) in found.items()},

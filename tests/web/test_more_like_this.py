@@ -1,4 +1,4 @@
-""""More like this": the link under each paper of a digest, its page (GET changes nothing) and its button
+""" "More like this": the link under each paper of a digest, its page (GET changes nothing) and its button
 (POST adds like:<paper>), in-process; the manage page lists like: rules with the liked papers' titles."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ async def test_the_page_only_shows_a_button_and_changes_nothing(web_factory, tmp
     for _ in range(2):  # a scanner fetching the link twice
         page = await web.client.get(more_path(sub))
         assert page.status_code == 200
-        assert "Add more like this" in page.text and "<form method=\"post\"" in page.text
+        assert "Add more like this" in page.text and '<form method="post"' in page.text
         assert "«Video Diffusion Models at Scale»" in page.text
     assert [r.query for r in repo.get_subscriber(web.engine, sub.id).rules] == ["agents"]  # type: ignore[union-attr]
 
@@ -76,7 +76,9 @@ async def test_the_button_needs_the_form_token(web_factory, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("purpose", ["manage", "unsubscribe"])
-async def test_a_token_signed_for_another_purpose_does_not_work(web_factory, tmp_path: Path, purpose: str) -> None:  # type: ignore[no-untyped-def]
+async def test_a_token_signed_for_another_purpose_does_not_work(
+    web_factory, tmp_path: Path, purpose: str
+) -> None:  # type: ignore[no-untyped-def]
     web: Web = await web_factory(config=semantic(tmp_path, 25))
     sub = active(web.engine, "agents")
     page = await web.client.get(more_path(sub, purpose=purpose))
