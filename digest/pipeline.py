@@ -92,7 +92,7 @@ async def fetch_and_store(
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     batch = await fetch_days(config.source, days)
     upsert_papers(engine, batch.papers, now or utc_now())
-    likes.embed_new(config, engine)
+    await asyncio.to_thread(likes.embed_new, config, engine)  # the model is CPU-bound: off the event loop
     log.info(
         "fetched %d papers for %s..%s", len(batch.papers), start, end, extra={"papers": len(batch.papers)}
     )
