@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from hf_papers import PaperServer
+from semantic_helpers import without_extra
 
 from digest import likes
 from digest.config import Config, parse_config
-from digest.models import SubscriberStatus
+from digest.models import Rule, SubscriberStatus
 from digest.pipeline import fetch_and_store, plan_run, stored_papers
+from digest.rules import select_papers
 from digest.rules.semantic import DIMENSIONS, from_bytes
 from digest.sources import papers_from_file
 from digest.sources.snapshot_server import SnapshotServer
@@ -26,6 +28,8 @@ from digest.store.embeddings import load_embeddings, papers_without_embedding, s
 from digest.store.papers import upsert_papers
 from digest.store.subscribers import add_subscriber
 from digest.store.tables import paper
+
+__all__ = ["without_extra"]  # the fixture, asked for by name
 
 NOW = datetime(2026, 7, 27, 12, 0, tzinfo=UTC)
 WINDOW_DAY = date(2026, 7, 27)
@@ -140,3 +144,22 @@ def test_an_unknown_liked_paper_matches_nothing_and_is_not_asked_for_again_at_on
     assert index.bits("2501.00000") == 0
     likes.build_index(config, engine, window, ["2501.00000"])
     assert hf_papers.requests == ["/api/papers/2501.00000"]
+
+
+def test_without_the_extra_stored_like_rules_match_nothing_and_the_rest_works_as_before(
+    engine: sa.Engine, hf_fixtures: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    config = semantic_config(tmp_path, "http://127.0.0.1:9")
+    upsert_papers(engine, papers_from_file(hf_fixtures / WINDOW_FILE), NOW)
+    sub = add_subscriber(
+        engine, "ada@example.org", [f"like:{LIKED}", "diffusion"], now=NOW, status=SubscriberStatus.ACTIVE
+    )
+    request.getfixturevalue("without_extra")  # the extra is uninstalled after the rule was saved
+    assert not likes.enabled(config)
+    assert likes.more_like_url(config, "x" * 40, sub) == ""
+    (planned,) = [p.paper_ids for p in plan_run(config, engine, WINDOW_DAY) if p.subscriber_id == sub.id]
+    keyword_only = select_papers(papers_from_file(hf_fixtures / WINDOW_FILE), [Rule("diffusion")])
+    assert DIFFUSION_TWIN in planned
+    assert sorted(planned) == sorted(m.paper.id for m in keyword_only)  # the keyword rule alone
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).where(paper.c.embedding.is_not(None))) == 0
