@@ -48,6 +48,7 @@ class _PaperView:
     summary_html: Markup
     why: str
     links: tuple[tuple[str, str], ...]
+    more_like: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +58,30 @@ class PaperParts:
     text: str
 
 
-_PART_CACHE: dict[MatchedPaper, PaperParts] = {}
+_PART_CACHE: dict[tuple[MatchedPaper, bool], PaperParts] = {}
+#: Stands for the subscriber's "More like this" URL in the shared paper blocks; each mail swaps in its own
+#: (``digest.render``). A control character, so no paper text can contain it (they all become spaces).
+MORE_MARK = "\x01more\x01"
 _PART_CACHE_MAX = 4096
 # Separates the paper blocks of one batch render. Never in a block: every control character of the data
 # becomes a space before rendering, and the templates contain none.
 _SEPARATOR = "\x00"
 
 
-def paper_parts(papers: Sequence[MatchedPaper]) -> list[PaperParts]:
+def paper_parts(papers: Sequence[MatchedPaper], more_like: bool = False) -> list[PaperParts]:
     """Each paper's HTML and text blocks, in the order given.
 
     Cached: in a run, every subscriber whose rules matched the same paper for the same reasons gets the same
     blocks, so each is rendered once per run, not once per mail. The blocks not cached yet are rendered in one
     template call per part (a Jinja render has a fixed cost that would otherwise be paid twice per paper).
     A frozen dataclass recomputes its hash on every lookup, so each paper is looked up once.
+    With ``more_like`` each block carries a "More like this" link to ``MORE_MARK/<paper id>``: the caller
+    replaces the mark with the subscriber's own link (the block stays shared).
     """
-    found = [_PART_CACHE.get(mp) for mp in papers]
+    found = [_PART_CACHE.get((mp, more_like)) for mp in papers]
     missing = [mp for mp, part in zip(papers, found, strict=True) if part is None]
     if missing:
-        views = [_paper_view(mp) for mp in missing]
+        views = [_paper_view(mp, more_like) for mp in missing]
         html = html_template(PAPER_HTML_TEMPLATE).render(papers=views, separator=_SEPARATOR).split(_SEPARATOR)
         text = text_template(PAPER_TEXT_TEMPLATE).render(papers=views, separator=_SEPARATOR).split(_SEPARATOR)
         if len(_PART_CACHE) + len(missing) > _PART_CACHE_MAX:
@@ -86,7 +92,7 @@ def paper_parts(papers: Sequence[MatchedPaper]) -> list[PaperParts]:
         )
         for i, part in enumerate(found):
             if part is None:
-                found[i] = _PART_CACHE[papers[i]] = next(fresh)
+                found[i] = _PART_CACHE[papers[i], more_like] = next(fresh)
     return [part for part in found if part is not None]
 
 
@@ -95,7 +101,7 @@ def clear_caches() -> None:
     _PART_CACHE.clear()
 
 
-def _paper_view(mp: MatchedPaper) -> _PaperView:
+def _paper_view(mp: MatchedPaper, more_like: bool = False) -> _PaperView:
     p = mp.paper
     spans = _spans_by_field(mp.why)
     title = p.title.translate(_CONTROL_TO_SPACE)
@@ -127,6 +133,7 @@ def _paper_view(mp: MatchedPaper) -> _PaperView:
         summary_html=summary_html,
         why="; ".join(one_line(e.describe()) for e in mp.why),
         links=_links(p),
+        more_like=f"{MORE_MARK}/{p.id}" if more_like else "",
     )
 
 

@@ -9,11 +9,13 @@ matches (with their explanations) to ``compose``, which only renders.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from digest import likes
 from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import RuleError
@@ -70,6 +72,7 @@ async def fetch_and_store(
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     batch = await fetch_days(config.source, days)
     upsert_papers(engine, batch.papers, now or utc_now())
+    await asyncio.to_thread(likes.embed_new, config, engine)  # the model is CPU-bound: off the event loop
     log.info(
         "fetched %d papers for %s..%s", len(batch.papers), start, end, extra={"papers": len(batch.papers)}
     )
@@ -125,7 +128,8 @@ class Planner:
         found = self._matchers.get(cadence)
         if found is None:
             papers = stored_papers(self.config, self.engine, self.run_date, cadence)
-            found = self._matchers[cadence] = BatchMatcher(papers)
+            scores = likes.scores_for(self.config, self.engine, papers)
+            found = self._matchers[cadence] = BatchMatcher(papers, likes=scores)
         return found
 
     def plan(self, subscribers: Sequence[Subscriber]) -> list[Planned]:

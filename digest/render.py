@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from digest.errors import DigestError
 from digest.mailtemplates import head_css, html_template, known_classes, subject_template, text_template
 from digest.models import MatchedPaper, RenderedEmail, Rule
 from digest.paperblocks import (
     _CONTROL_TO_SPACE,
+    MORE_MARK,
     PaperParts,
     clear_caches,
     clip,
@@ -91,6 +92,8 @@ class DigestContext:
     #: This digest in the browser (``/d/TOKEN``): linked at the top and from "and N more". Empty: no link.
     view_url: str = ""
     view_label: str = "View in your browser"
+    #: The subscriber's "More like this" link without the paper id (``.../more/TOKEN``); "" shows no link.
+    more_like_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,8 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
 
     chosen = _select(ctx.papers, ctx.max_papers)
     more = len(ctx.papers) - len(chosen)
-    groups = _group(chosen, ctx.rules)
+    more_like = safe_url(ctx.more_like_url) if ctx.more_like_url else ""
+    groups = _group(chosen, ctx.rules, bool(more_like))
     total = len(ctx.papers)
 
     rule_labels = [one_line(r.label) for r in ctx.rules] or [g.label for g in groups]
@@ -156,6 +160,9 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     }
     html = html_template(HTML_TEMPLATE).render(values, head_css=head_css(), preheader_pad=_PREHEADER_PAD)
     text = text_template(TEXT_TEMPLATE).render(values)
+    if more_like:  # the shared paper blocks carry a mark where this subscriber's link goes
+        html = html.replace(MORE_MARK, str(escape(more_like)))
+        text = text.replace(MORE_MARK, more_like)
     return RenderedEmail(
         subject=subject, text=text, html=html, preheader=preheader, shown=tuple(mp.paper.id for mp in chosen)
     )
@@ -207,14 +214,16 @@ def _trending(mp: MatchedPaper) -> tuple[int, int, str]:
     return (-mp.paper.upvotes, -mp.paper.num_comments, mp.paper.id)
 
 
-def _group(papers: list[MatchedPaper], rules: Sequence[Rule]) -> tuple[_GroupView, ...]:
+def _group(
+    papers: list[MatchedPaper], rules: Sequence[Rule], more_like: bool = False
+) -> tuple[_GroupView, ...]:
     by_label: dict[str, list[MatchedPaper]] = {r.label: [] for r in rules}
     for mp in papers:
         label = mp.why[0].rule if mp.why else ""
         by_label.setdefault(label, []).append(mp)
     members = [sorted(group, key=_trending) for group in by_label.values() if group]
     labels = [label for label, group in by_label.items() if group]
-    parts = iter(paper_parts([mp for group in members for mp in group]))
+    parts = iter(paper_parts([mp for group in members for mp in group], more_like))
     return tuple(
         _GroupView(
             label=clip(one_line(label), LABEL_MAX) or "your rules",
