@@ -25,6 +25,7 @@ from digest.rules import parse_cached
 from digest.rules.like_support import MISSING_EXTRA, extra_installed
 from digest.rules.matcher import LikeScores
 from digest.sources.hf_paper import fetch_paper
+from digest.store.db import Engine
 from digest.store.embeddings import (
     like_rule_queries,
     load_embeddings,
@@ -32,7 +33,6 @@ from digest.store.embeddings import (
     papers_without_embedding,
     save_embeddings,
 )
-from digest.store.db import Engine
 from digest.store.lookups import papers_by_ids
 from digest.store.papers import upsert_papers
 from digest.tokens import make_token

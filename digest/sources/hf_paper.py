@@ -44,9 +44,8 @@ async def fetch_paper(
     own = client is None
     c = client or new_client(source)
     try:
-        response = await get(
-            c, source, url, deadline=Deadline(source.deadline_s), policy=retry or DEFAULT_RETRY
-        )
+        deadline = Deadline(source.deadline_s).using(retry or DEFAULT_RETRY)
+        response = await get(c, source, url, deadline=deadline)
     except SourceError as exc:
         if exc.problem.startswith("HTTP 404"):  # an answer ("no such paper"), not a failure
             return None

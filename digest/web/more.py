@@ -101,7 +101,9 @@ def more_add(
             error="The form had expired or came from another site. Nothing was changed.",
         )
     if sub.managed_by_config:
-        return _page(site, request, sub, paper, 403, error="The operator manages this subscription; ask them.")
+        return _page(
+            site, request, sub, paper, 403, error="The operator manages this subscription; ask them."
+        )
     if not _has(sub, paper):
         try:
             sub = repo.set_rules(

@@ -19,12 +19,12 @@ from semantic_helpers import without_extra
 from digest import likes
 from digest.config import Config
 from digest.config_load import parse_config
+from digest.demo.snapshot_server import SnapshotServer
 from digest.models import Rule, SubscriberStatus
 from digest.pipeline import fetch_and_store, plan_run, stored_papers
 from digest.rules import select_papers
 from digest.rules.semantic import DIMENSIONS, from_bytes
 from digest.sources import papers_from_file
-from digest.demo.snapshot_server import SnapshotServer
 from digest.store.embeddings import load_embeddings, papers_without_embedding, save_embeddings
 from digest.store.papers import upsert_papers
 from digest.store.subscribers import add_subscriber

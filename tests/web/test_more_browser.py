@@ -16,9 +16,9 @@ import uvicorn
 from test_web_browser import ARTIFACTS, LazyPool
 from web_helpers import NOW, SECRET, Clock, make_config
 
+from digest.demo.smtp_sink import SmtpSink
 from digest.mailer import SmtpSettings
 from digest.models import SubscriberStatus
-from digest.demo.smtp_sink import SmtpSink
 from digest.store import subscribers as repo
 from digest.tokens import make_token
 from digest.web import create_app

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from semantic_helpers import without_extra
 from web_helpers import BASE, NOW, SECRET, Web, make_config
 
+from digest.compose import Composer
 from digest.config import Config
 from digest.models import Subscriber, SubscriberStatus
-from digest.compose import Composer
+from digest.rules import BatchMatcher
 from digest.store import subscribers as repo
 from digest.store.papers import load_papers
 from digest.tokens import make_token
@@ -124,7 +125,8 @@ def test_each_paper_of_a_digest_links_to_more_like_this_only_when_semantic_is_on
     sub = active(papers_engine, "diffusion")
     for enabled in (True, False):
         config = semantic(tmp_path, 25, enabled)
-        mail = Composer.for_config(config, papers_engine).compose(sub, papers, NOW.date(), NOW)
+        matches = BatchMatcher(papers).select(sub.rules)
+        mail = Composer.for_config(config).compose(sub, matches, NOW.date(), NOW)
         assert mail is not None
         link = f"{BASE}{more_path(sub)}"
         assert (f'href="{link}"' in mail.html) is enabled
