@@ -21,7 +21,7 @@ from digest.config import Config
 from digest.config_load import parse_config
 from digest.demo.snapshot_server import SnapshotServer
 from digest.models import Rule, SubscriberStatus
-from digest.pipeline import fetch_and_store, plan_run, stored_papers
+from digest.planning import fetch_and_store, plan_run, stored_papers
 from digest.rules import select_papers
 from digest.rules.semantic import DIMENSIONS, from_bytes
 from digest.sources import papers_from_file
