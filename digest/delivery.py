@@ -217,7 +217,7 @@ class Delivery:
             papers = sorted(self._papers.values(), key=lambda p: p.id)
             # The plan matched like: rules too: without their index a like-only paper would vanish here.
             scores = likes.scores_for(self.config, self.engine, papers)
-            self._matcher, self._matcher_key = BatchMatcher(papers), key
+            self._matcher, self._matcher_key = BatchMatcher(papers, likes=scores), key
         return self._matcher
 
     async def _send_one(

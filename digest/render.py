@@ -119,8 +119,7 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
 
     chosen = _select(ctx.papers, ctx.max_papers)
     more = len(ctx.papers) - len(chosen)
-    more_like = safe_url(ctx.more_like_url) if ctx.more_like_url else ""
-    groups = _group(chosen, ctx.rules, bool(more_like))
+    groups = _group(chosen, ctx.rules, bool(safe_url(ctx.more_like_url)))  # "": no More like this link
     total = len(ctx.papers)
 
     rule_labels = [one_line(r.label) for r in ctx.rules] or [g.label for g in groups]
@@ -160,12 +159,17 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     }
     html = html_template(HTML_TEMPLATE).render(values, head_css=head_css(), preheader_pad=_PREHEADER_PAD)
     text = text_template(TEXT_TEMPLATE).render(values)
-    if more_like:  # the shared paper blocks carry a mark where this subscriber's link goes
-        html = html.replace(MORE_MARK, str(escape(more_like)))
-        text = text.replace(MORE_MARK, more_like)
+    html, text = _fill_more_like(html, text, safe_url(ctx.more_like_url))
     return RenderedEmail(
         subject=subject, text=text, html=html, preheader=preheader, shown=tuple(mp.paper.id for mp in chosen)
     )
+
+
+def _fill_more_like(html: str, text: str, url: str) -> tuple[str, str]:
+    """The shared paper blocks carry a mark where this subscriber's "More like this" link goes."""
+    if not url:
+        return html, text
+    return html.replace(MORE_MARK, str(escape(url))), text.replace(MORE_MARK, url)
 
 
 def _more_link(ctx: DigestContext, more: int) -> tuple[str, str]:
