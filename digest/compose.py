@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from digest import likes
 from digest.config import Config
 from digest.message import DkimSigner, Envelope, build_message, make_message_id
 from digest.models import MatchedPaper, Subscriber
@@ -69,6 +70,7 @@ class Composer:
                 title=digest.title,
                 base_url=self.config.source.base_url,
                 view_url=digest_url(self.config, self.secret, sub, run_date),
+                more_like_url=likes.more_like_url(self.config, self.secret, sub),
             )
         )
         message_id = make_message_id(self.domain)

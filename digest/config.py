@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from digest.config_base import Section, check_http_url, is_loopback, read_secret
-from digest.config_features import ChannelConfig
+from digest.config_features import ChannelConfig, SemanticConfig
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -243,6 +243,7 @@ class Config(Section):
     web: WebConfig = WebConfig()
     security: SecurityConfig = SecurityConfig()
     digest: DigestConfig = DigestConfig()
+    semantic: SemanticConfig = SemanticConfig()
     subscribers: list[SubscriberEntry] = []
     channels: list[ChannelConfig] = []
     path: Path = Path(DEFAULT_CONFIG_NAME)

@@ -58,3 +58,10 @@ class ChannelConfig(Section):
         if not (url.startswith("https://") or url.startswith("http://")) or any(c in url for c in "\r\n\0 "):
             raise ConfigError([f"{path}: {key}: ${self.webhook_url_env} is not an http(s) URL"])
         return url
+
+
+class SemanticConfig(Section):
+    """like: rules ("more like this"): needs the optional extra, pip install 'paper-digest[semantic]'."""
+
+    enabled: bool = False
+    threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.55

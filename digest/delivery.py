@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from digest import likes
 from digest.clock import Clock, utc_now
 from digest.compose import Composer, DigestMail
 from digest.config import Config
@@ -214,7 +215,9 @@ class Delivery:
         key = frozenset(self._papers)
         if self._matcher is None or key != self._matcher_key:
             papers = sorted(self._papers.values(), key=lambda p: p.id)
-            self._matcher, self._matcher_key = BatchMatcher(papers), key
+            # The plan matched like: rules too: without their index a like-only paper would vanish here.
+            scores = likes.scores_for(self.config, self.engine, papers)
+            self._matcher, self._matcher_key = BatchMatcher(papers, likes=scores), key
         return self._matcher
 
     async def _send_one(

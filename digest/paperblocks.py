@@ -48,6 +48,7 @@ class _PaperView:
     summary_html: Markup
     why: str
     links: tuple[tuple[str, str], ...]
+    more_like: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,39 +60,48 @@ class PaperParts:
     size: int = 0
 
 
-_PART_CACHE: dict[MatchedPaper, PaperParts] = {}
+_PART_CACHE: dict[tuple[MatchedPaper, bool], PaperParts] = {}
 # The same blocks without their abstract, for digests past the size budget (rendered only for those).
-_BRIEF_CACHE: dict[MatchedPaper, PaperParts] = {}
+_BRIEF_CACHE: dict[tuple[MatchedPaper, bool], PaperParts] = {}
+#: Stands for the subscriber's "More like this" URL in the shared paper blocks; each mail swaps in its own
+#: (``digest.render``). A control character, so no paper text can contain it (they all become spaces).
+MORE_MARK = "\x01more\x01"
 _PART_CACHE_MAX = 4096
 # Separates the paper blocks of one batch render. Never in a block: every control character of the data
 # becomes a space before rendering, and the templates contain none.
 _SEPARATOR = "\x00"
 
 
-def paper_parts(papers: Sequence[MatchedPaper]) -> list[PaperParts]:
+def paper_parts(papers: Sequence[MatchedPaper], more_like: bool = False) -> list[PaperParts]:
     """Each paper's HTML and text blocks, in the order given.
 
     Cached: in a run, every subscriber whose rules matched the same paper for the same reasons gets the same
     blocks, so each is rendered once per run, not once per mail. The blocks not cached yet are rendered in one
     template call per part (a Jinja render has a fixed cost that would otherwise be paid twice per paper).
     A frozen dataclass recomputes its hash on every lookup, so each paper is looked up once.
+    With ``more_like`` each block carries a "More like this" link to ``MORE_MARK/<paper id>``: the caller
+    replaces the mark with the subscriber's own link (the block stays shared).
     """
-    return _cached_parts(papers, _PART_CACHE, brief=False)
+    return _cached_parts(papers, _PART_CACHE, brief=False, more_like=more_like)
 
 
-def brief_parts(papers: Sequence[MatchedPaper]) -> list[PaperParts]:
+def brief_parts(papers: Sequence[MatchedPaper], more_like: bool = False) -> list[PaperParts]:
     """Like ``paper_parts`` without the abstracts: what a digest past its size budget shows for the papers
     ranked last (cached the same way)."""
-    return _cached_parts(papers, _BRIEF_CACHE, brief=True)
+    return _cached_parts(papers, _BRIEF_CACHE, brief=True, more_like=more_like)
 
 
 def _cached_parts(
-    papers: Sequence[MatchedPaper], cache: dict[MatchedPaper, PaperParts], *, brief: bool
+    papers: Sequence[MatchedPaper],
+    cache: dict[tuple[MatchedPaper, bool], PaperParts],
+    *,
+    brief: bool,
+    more_like: bool,
 ) -> list[PaperParts]:
-    found = [cache.get(mp) for mp in papers]
+    found = [cache.get((mp, more_like)) for mp in papers]
     missing = [mp for mp, part in zip(papers, found, strict=True) if part is None]
     if missing:
-        views = [_paper_view(mp) for mp in missing]
+        views = [_paper_view(mp, more_like) for mp in missing]
         if brief:
             views = [replace(v, summary="", summary_html=Markup("")) for v in views]
         html = html_template(PAPER_HTML_TEMPLATE).render(papers=views, separator=_SEPARATOR).split(_SEPARATOR)
@@ -104,7 +114,7 @@ def _cached_parts(
         )
         for i, part in enumerate(found):
             if part is None:
-                found[i] = cache[papers[i]] = next(fresh)
+                found[i] = cache[papers[i], more_like] = next(fresh)
     return [part for part in found if part is not None]
 
 
@@ -118,7 +128,7 @@ def clear_caches() -> None:
     _BRIEF_CACHE.clear()
 
 
-def _paper_view(mp: MatchedPaper) -> _PaperView:
+def _paper_view(mp: MatchedPaper, more_like: bool = False) -> _PaperView:
     p = mp.paper
     spans = _spans_by_field(mp.why)
     title = p.title.translate(_CONTROL_TO_SPACE)
@@ -150,6 +160,7 @@ def _paper_view(mp: MatchedPaper) -> _PaperView:
         summary_html=summary_html,
         why="; ".join(one_line(e.describe()) for e in mp.why),
         links=_links(p),
+        more_like=f"{MORE_MARK}/{p.id}" if more_like else "",
     )
 
 

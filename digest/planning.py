@@ -9,11 +9,13 @@ matches (with their explanations) to ``compose``, which only renders.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from digest import likes
 from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import RuleError
@@ -81,7 +83,9 @@ async def refresh_window(
     """The refresh a run on ``run_date`` does: its ``cadence`` window, plus the catch-up since the last
     good fetch; the result names the suspicious empty days (``digest.refresh``) for the caller to alert."""
     start, end = window(config, run_date, cadence)
-    return await refresh(config, engine, end, now=now or utc_now(), start=start)
+    refreshed = await refresh(config, engine, end, now=now or utc_now(), start=start)
+    await asyncio.to_thread(likes.embed_new, config, engine)  # the model is CPU-bound: off the event loop
+    return refreshed
 
 
 def stored_papers(
@@ -133,7 +137,8 @@ class Planner:
         found = self._matchers.get(cadence)
         if found is None:
             papers = stored_papers(self.config, self.engine, self.run_date, cadence)
-            found = self._matchers[cadence] = BatchMatcher(papers)
+            scores = likes.scores_for(self.config, self.engine, papers)
+            found = self._matchers[cadence] = BatchMatcher(papers, likes=scores)
         return found
 
     def plan(self, subscribers: Sequence[Subscriber]) -> list[Planned]:

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from digest.errors import DigestError
 from digest.mailtemplates import head_css, html_template, known_classes, subject_template, text_template
 from digest.models import MatchedPaper, RenderedEmail, Rule
 from digest.paperblocks import (
     _CONTROL_TO_SPACE,
+    MORE_MARK,
     PaperParts,
     brief_parts,
     clear_caches,
@@ -101,6 +102,8 @@ class DigestContext:
     #: Bytes of decoded HTML the digest may take (``HTML_BUDGET`` for mail); None: no limit (the web view,
     #: which shows every paper of the mail, including those cut for size).
     html_budget: int | None = HTML_BUDGET
+    #: The subscriber's "More like this" link without the paper id (``.../more/TOKEN``); "" shows no link.
+    more_like_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +144,18 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     size = len(rendered.html.encode("utf-8"))
     budget = ctx.html_budget
     while budget is not None and size > budget and layout.shown:
-        layout = _fit(layout, size, budget)
+        layout = _fit(layout, size, budget, bool(safe_url(ctx.more_like_url)))
         rendered = _render(ctx, layout)
         size = len(rendered.html.encode("utf-8"))
     return rendered
 
 
-def _fit(layout: _Layout, size: int, budget: int) -> _Layout:
+def _fit(layout: _Layout, size: int, budget: int, more_like: bool) -> _Layout:
     """The layout that brings a rendering of ``size`` bytes under the budget, from the blocks' own sizes:
     the papers ranked last lose their abstracts first; when that is not enough, they move to "and N more"."""
     ranked = sorted(layout.shown, key=_trending)
-    full = {mp.paper.id: part.size for mp, part in zip(ranked, paper_parts(ranked), strict=True)}
-    short = {mp.paper.id: part.size for mp, part in zip(ranked, brief_parts(ranked), strict=True)}
+    full = {mp.paper.id: part.size for mp, part in zip(ranked, paper_parts(ranked, more_like), strict=True)}
+    short = {mp.paper.id: part.size for mp, part in zip(ranked, brief_parts(ranked, more_like), strict=True)}
     now = {i: short[i] if i in layout.brief else full[i] for i in full}
     room = budget - MORE_LINE_BYTES - (size - sum(now.values()))
     total, brief = sum(full.values()), set()
@@ -174,7 +177,7 @@ def _fit(layout: _Layout, size: int, budget: int) -> _Layout:
 def _render(ctx: DigestContext, layout: _Layout) -> RenderedEmail:
     chosen = layout.shown
     more = len(ctx.papers) - len(chosen)
-    groups = _group(chosen, ctx.rules, layout.brief)
+    groups = _group(chosen, ctx.rules, layout.brief, bool(safe_url(ctx.more_like_url)))
     shown, total = len(chosen), len(ctx.papers)
     count_line = f"{plural(total, 'new paper')} matched your rules"
     count_line += f"; here are the {shown} most upvoted." if more else "."
@@ -208,9 +211,17 @@ def _render(ctx: DigestContext, layout: _Layout) -> RenderedEmail:
     }
     html = html_template(HTML_TEMPLATE).render(values, head_css=head_css(), preheader_pad=_PREHEADER_PAD)
     text = text_template(TEXT_TEMPLATE).render(values)
+    html, text = _fill_more_like(html, text, safe_url(ctx.more_like_url))
     return RenderedEmail(
         subject=subject, text=text, html=html, preheader=preheader, shown=tuple(mp.paper.id for mp in chosen)
     )
+
+
+def _fill_more_like(html: str, text: str, url: str) -> tuple[str, str]:
+    """The shared paper blocks carry a mark where this subscriber's "More like this" link goes."""
+    if not url:
+        return html, text
+    return html.replace(MORE_MARK, str(escape(url))), text.replace(MORE_MARK, url)
 
 
 def _more_link(ctx: DigestContext, more: int) -> tuple[str, str]:
@@ -260,7 +271,10 @@ def _trending(mp: MatchedPaper) -> tuple[int, int, str]:
 
 
 def _group(
-    papers: list[MatchedPaper], rules: Sequence[Rule], brief: frozenset[str] = frozenset()
+    papers: list[MatchedPaper],
+    rules: Sequence[Rule],
+    brief: frozenset[str] = frozenset(),
+    more_like: bool = False,
 ) -> tuple[_GroupView, ...]:
     by_label: dict[str, list[MatchedPaper]] = {r.label: [] for r in rules}
     for mp in papers:
@@ -269,9 +283,9 @@ def _group(
     members = [sorted(group, key=_trending) for group in by_label.values() if group]
     labels = [label for label, group in by_label.items() if group]
     ordered = [mp for group in members for mp in group]
-    parts = iter(paper_parts(ordered))
+    parts = iter(paper_parts(ordered, more_like))
     if brief:
-        short = iter(brief_parts([mp for mp in ordered if mp.paper.id in brief]))
+        short = iter(brief_parts([mp for mp in ordered if mp.paper.id in brief], more_like))
         parts = iter(
             [next(short) if mp.paper.id in brief else part for mp, part in zip(ordered, parts, strict=True)]
         )

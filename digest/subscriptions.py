@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from digest import likes
 from digest.addresses import normalize_email
 from digest.clock import Clock, utc_now
 from digest.config import Config
@@ -15,7 +16,7 @@ from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RenderedEmail, Subscriber, SubscriberStatus
 from digest.notices import render_confirmation, unsubscribe_url
 from digest.outgoing import ServiceMail
-from digest.rules import parse_rule
+from digest.rules import validate_rules
 from digest.store.config_sync import sync_config_subscribers
 from digest.store.db import Engine
 from digest.store.signup import record_confirmation_sent, release_confirmation_claim
@@ -115,9 +116,10 @@ def check_config_subscribers(config: Config) -> None:
             problems.append(f"{config.path}: subscribers.{i}.email: {exc}")
         for j, query in enumerate(entry.rules):
             try:
-                parse_rule(query)
+                validate_rules([query])
             except RuleError as exc:
                 problems.append(f"{config.path}: subscribers.{i}.rules.{j}: {exc}")
+    problems.extend(likes.config_problems(config))
     if problems:
         raise ConfigError(problems)
 

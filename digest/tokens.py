@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
 from digest.errors import TokenError
 
-Purpose = Literal["confirm", "manage", "unsubscribe", "digest", "archive", "feed"]
+Purpose = Literal["confirm", "manage", "unsubscribe", "digest", "archive", "feed", "more"]
 
 #: How long each kind of link stays valid, in seconds (None: no expiry).
 MAX_AGE: dict[str, int | None] = {
@@ -25,6 +25,7 @@ MAX_AGE: dict[str, int | None] = {
     "digest": None,
     "archive": None,
     "feed": None,
+    "more": 180 * 24 * 3600,  # "More like this" under each paper: as long as the manage link
 }
 
 

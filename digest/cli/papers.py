@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -49,11 +49,14 @@ def match(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print [{"id": ..., "why": [...]}].')] = False,
 ) -> None:
-    """Evaluate one rule against stored papers (or a JSON file) and show what matched and why."""
-    from digest.models import Rule
-    from digest.rules import parse_rule, select_papers
+    """Evaluate one rule against stored papers (or a JSON file) and show what matched and why.
 
-    parse_rule(query)  # a bad rule fails before anything is loaded
+    A like:<arXiv id> rule shows each paper's similarity to the liked one (semantic extra).
+    """
+    from digest.models import Rule
+    from digest.rules import BatchMatcher, validate_rules
+
+    validate_rules([query])  # a bad rule (or like: without the extra) fails before anything is loaded
     if papers_file is not None:
         from digest.sources import papers_from_api_json
 
@@ -70,7 +73,8 @@ def match(
         cfg = load()
         when = parse_date(day, cfg)
         papers = stored_papers(cfg, open_store(cfg), when)
-    matched = select_papers(papers, [Rule(query=query)])
+    scores = _like_scores(query, papers, stored=papers_file is None)
+    matched = BatchMatcher(papers, likes=scores).select([Rule(query=query)])
     if as_json:
         result = [{"id": m.paper.id, "why": [w.describe() for w in m.why]} for m in matched]
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -80,3 +84,14 @@ def match(
         for w in m.why:
             out.print(f"    matched: {w.describe()}")
     out.print(f"{len(matched)} of {len(papers)} papers matched")
+
+
+def _like_scores(query: str, papers: list[Any], *, stored: bool) -> Any:
+    """The similarity index a like: rule needs (None for a rule without like:)."""
+    from digest import likes
+    from digest.pipeline import open_store
+
+    if not likes.liked_ids([query]):
+        return None
+    cfg = load()
+    return likes.index_for_query(cfg, open_store(cfg), papers, query, stored=stored)

@@ -9,23 +9,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from digest.models import Explanation, Paper, Rule, Span
-from digest.rules.nodes import And, Compare, Node, Not, Or, Query, Term
+from digest.rules.nodes import And, Compare, Like, Node, Not, Or, Query, Term
 from digest.rules.oracle import evaluate, phrase_at
 from digest.rules.parser import parse_cached
 from digest.rules.text import FIELDS, PaperText, Segment, cached_paper_text
 
 Holds = Callable[[Node], bool]
+DescribeLike = Callable[[Like], str]
+Witness = Term | Like
 
 
-def _witnesses(node: Node, holds: Holds) -> tuple[bool, list[Term]]:
+def _witnesses(node: Node, holds: Holds) -> tuple[bool, list[Witness]]:
     """Evaluate ``node`` (``holds`` answers for one node) and collect the terms that make it true."""
-    if isinstance(node, Term):
+    if isinstance(node, Term | Like):
         hit = holds(node)
         return hit, [node] if hit else []
     if isinstance(node, Compare | Not):
         return holds(node), []
     if isinstance(node, And):
-        found: list[Term] = []
+        found: list[Witness] = []
         for child in node.children:
             ok, terms = _witnesses(child, holds)
             if not ok:
@@ -71,12 +73,17 @@ def _merge(spans: list[Span]) -> tuple[Span, ...]:
 
 
 def explain_query(
-    query: Query, paper: PaperText, label: str, holds: Holds | None = None
+    query: Query,
+    paper: PaperText,
+    label: str,
+    holds: Holds | None = None,
+    describe_like: DescribeLike | None = None,
 ) -> Explanation | None:
     """The Explanation of ``query`` on a tokenised paper, or None when it does not match.
 
     ``holds(node)`` says whether a node matches this paper; by default the AST is walked (the oracle),
-    and the BatchMatcher passes its bitsets instead.
+    and the BatchMatcher passes its bitsets instead. ``describe_like`` words a matching ``like:``
+    ("similar to «Title» (0.71)"); only the BatchMatcher knows the similarities.
     """
     if holds is None:
 
@@ -90,6 +97,9 @@ def explain_query(
     fields: set[str] = set()
     spans: list[Span] = []
     for term in dict.fromkeys(terms):
+        if isinstance(term, Like):
+            names.append(describe_like(term) if describe_like else f"like:{term.paper_id}")
+            continue
         if term.text not in names:
             names.append(term.text)
         n = len(term.words)

@@ -14,11 +14,12 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from digest.errors import RuleError
 from digest.models import Explanation, MatchedPaper, Paper, Rule
 from digest.rules.explain import explain_query
-from digest.rules.nodes import And, Compare, Node, Not, Or, Query, Term, Word
+from digest.rules.nodes import And, Compare, Like, Node, Not, Or, Query, Term, Word
 from digest.rules.parser import FIELD_NAMES, MAX_CHARS, MAX_WORDS, parse_cached, parse_rule
 from digest.rules.text import DEFAULT_FIELDS, FIELDS, PaperText, cached_paper_text
 
@@ -54,6 +55,30 @@ def _compile_template(node: Node) -> Program:
     return ("o", tuple(_compile_template(c) for c in node.children))
 
 
+class LikeScores(Protocol):
+    """Similarities of the matcher's papers to liked papers (built by digest.rules.semantic).
+
+    Paper ``i`` is the matcher's ``papers[i]``; a liked paper that is unknown matches nothing.
+    """
+
+    def bits(self, liked_id: str) -> int:
+        """The papers at or above the threshold for ``liked_id``, as a bitset."""
+        ...
+
+    def score(self, liked_id: str, index: int) -> float:
+        """The cosine similarity of ``papers[index]`` to the liked paper."""
+        ...
+
+    def title(self, liked_id: str) -> str:
+        """The liked paper's title (for explanations)."""
+        ...
+
+
+def like_text(likes: LikeScores, node: Like, index: int) -> str:
+    """The explanation of a like: match: 'similar to «Title» (0.71)'."""
+    return f"similar to «{likes.title(node.paper_id)}» ({likes.score(node.paper_id, index):.2f})"
+
+
 def bit_indices(bits: int) -> list[int]:
     """The positions of the set bits of ``bits``, lowest first."""
     out: list[int] = []
@@ -73,8 +98,11 @@ class BatchMatcher:
     subscribers sharing popular rules cost little more than the distinct rules.
     """
 
-    def __init__(self, papers: Sequence[Paper], *, cache_size: int = 262_144) -> None:
+    def __init__(
+        self, papers: Sequence[Paper], *, cache_size: int = 262_144, likes: LikeScores | None = None
+    ) -> None:
         self.papers: tuple[Paper, ...] = tuple(papers)
+        self.likes = likes  # None: like: rules match nothing (semantic extra off)
         self.texts: tuple[PaperText, ...] = tuple(cached_paper_text(p) for p in self.papers)
         self.all_bits = (1 << len(self.papers)) - 1
         self._cache_size = cache_size
@@ -182,6 +210,8 @@ class BatchMatcher:
             return self.term_bits(node)
         if isinstance(node, Compare):
             return self._compare(node)
+        if isinstance(node, Like):
+            return self.likes.bits(node.paper_id) & self.all_bits if self.likes is not None else 0
         if isinstance(node, Not):
             return self.all_bits & ~self.node_bits(node.child)
         if isinstance(node, And):
@@ -346,8 +376,13 @@ class BatchMatcher:
             def holds(node: Node) -> bool:
                 return bool(self.node_bits(node) & bit)
 
+            likes = self.likes
+
+            def describe(node: Like) -> str:
+                return like_text(likes, node, index) if likes is not None else node.paper_id
+
             query = parse_cached(rule.query)
-            found = explain_query(query, self.texts[index], rule.query, holds) or Explanation(
+            found = explain_query(query, self.texts[index], rule.query, holds, describe) or Explanation(
                 rule.query, (), ()
             )
             if len(self._explanations) >= self._cache_size:

@@ -40,6 +40,14 @@ class Compare:
 
 
 @dataclass(frozen=True, slots=True)
+class Like:
+    """``like:2510.12345``: papers whose embedding is close to that paper's (semantic extra)."""
+
+    paper_id: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     child: Node
     position: int
@@ -57,7 +65,7 @@ class Or:
     position: int
 
 
-Node = Term | Compare | Not | And | Or
+Node = Term | Compare | Like | Not | And | Or
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +75,32 @@ class Query:
     text: str
     root: Node
     terms: tuple[Term, ...]
+    likes: tuple[Like, ...] = ()
 
 
 def iter_terms(node: Node) -> list[Term]:
     """Every Term under ``node``, left to right."""
     if isinstance(node, Term):
         return [node]
-    if isinstance(node, Compare):
+    if isinstance(node, Compare | Like):
         return []
     if isinstance(node, Not):
         return iter_terms(node.child)
     out: list[Term] = []
     for child in node.children:
         out.extend(iter_terms(child))
+    return out
+
+
+def iter_likes(node: Node) -> list[Like]:
+    """Every Like under ``node``, left to right (excluded ones too: ``-like:x`` needs x's scores)."""
+    if isinstance(node, Like):
+        return [node]
+    if isinstance(node, Term | Compare):
+        return []
+    if isinstance(node, Not):
+        return iter_likes(node.child)
+    out: list[Like] = []
+    for child in node.children:
+        out.extend(iter_likes(child))
     return out

@@ -6,7 +6,7 @@ naive baseline.
 
 from __future__ import annotations
 
-from digest.rules.nodes import And, Compare, Node, Not, Term, Word
+from digest.rules.nodes import And, Compare, Like, Node, Not, Term, Word
 from digest.rules.text import PaperText, Segment
 
 
@@ -41,6 +41,8 @@ def evaluate(node: Node, paper: PaperText) -> bool:
         return term_matches(node, paper)
     if isinstance(node, Compare):
         return node.test(paper.upvotes)
+    if isinstance(node, Like):
+        return False  # similarities live in the BatchMatcher (LikeScores), not in the paper's text
     if isinstance(node, Not):
         return not evaluate(node.child, paper)
     if isinstance(node, And):

@@ -6,7 +6,8 @@ Grammar (operators are upper case; a lower-case ``or`` is an ordinary word)::
     or      := and ("OR" and)*
     and     := unary (["AND"] unary)*          adjacent items are ANDed
     unary   := ("NOT" | "-") unary | primary    "-" must touch what it excludes
-    primary := "(" or ")" | FIELD ":" value | "upvotes:" [>=|>|<=|<|=] DIGITS | word | "phrase"
+    primary := "(" or ")" | FIELD ":" value | "upvotes:" [>=|>|<=|<|=] DIGITS | "like:" ARXIV_ID
+             | word | "phrase"
     value   := "(" or ")" | word | "phrase"
 
 Precedence is NOT, then AND, then OR. ``upvotes:20`` means at least 20 (the same as ``upvotes:>=20``).
@@ -25,14 +26,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from digest.errors import RuleError
+from digest.rules import like_support as _like_support
 from digest.rules import text as _text
-from digest.rules.nodes import And, Compare, Node, Not, Or, Query, Term, Word, iter_terms
+from digest.rules.nodes import And, Compare, Like, Node, Not, Or, Query, Term, Word, iter_likes, iter_terms
 
 MAX_CHARS = 500
 MAX_WORDS = 50
 MAX_DEPTH = 20  # nested parentheses; keeps every recursive walk far from Python's recursion limit
 
 FIELD_NAMES: tuple[str, ...] = (*_text.FIELDS, "upvotes")
+#: Every prefix the user may write before a colon (``like:`` is no text field: it names a paper).
+_ALL_FIELDS: tuple[str, ...] = (*FIELD_NAMES, "like")
+# A new-style arXiv id (what Hugging Face lists), with an optional version that is dropped. A fixed
+# pattern of ours: user text is only matched against it.
+_ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5})(?:v\d+)?")
 _ALIASES = {
     "summary": "abstract",
     "organization": "org",
@@ -45,6 +52,8 @@ _ALIASES = {
     "upvote": "upvotes",
     "votes": "upvotes",
     "likes": "upvotes",
+    "similar": "like",
+    "liked": "like",
 }
 _QUOTES = '"“”'
 _WORD_STOP = frozenset(" \t\r\n\f\v()" + _QUOTES)
@@ -55,7 +64,7 @@ _PIECE = re.compile(r"\S+")
 
 @dataclass(frozen=True, slots=True)
 class _Tok:
-    kind: str  # ( ) OR AND NOT - FIELD WORD PHRASE CMP
+    kind: str  # ( ) OR AND NOT - FIELD WORD PHRASE CMP LIKE
     pos: int
     value: str = ""
     number: int = 0
@@ -104,10 +113,15 @@ def _lex(rule: str) -> list[_Tok]:
 def _lex_field(rule: str, start: int, end: int, name: str, rest: str) -> list[_Tok]:
     field = name.lower()
     value_pos = start + len(name) + 1
-    if field not in FIELD_NAMES:
-        guess = _ALIASES.get(field) or next(iter(difflib.get_close_matches(field, FIELD_NAMES, 1, 0.6)), None)
-        hint = f"did you mean '{guess}'?" if guess else f"fields are {', '.join(FIELD_NAMES)}"
+    if field not in _ALL_FIELDS:
+        guess = _ALIASES.get(field) or next(iter(difflib.get_close_matches(field, _ALL_FIELDS, 1, 0.6)), None)
+        hint = f"did you mean '{guess}'?" if guess else f"fields are {', '.join(_ALL_FIELDS)}"
         raise RuleError(rule, start, f"unknown field '{name}' — {hint}")
+    if field == "like":
+        found = _ARXIV_ID.fullmatch(rest)
+        if found is None:
+            raise RuleError(rule, value_pos, "like: needs an arXiv id, like like:2510.12345")
+        return [_Tok("LIKE", start, found.group(1))]
     if field == "upvotes":
         op = next((o for o in _COMPARATORS if rest.startswith(o)), "")
         digits = rest[len(op) :]
@@ -224,6 +238,13 @@ class _Parser:
             return Compare(tok.value, tok.number, tok.pos)
         if tok.kind == "FIELD":
             return self.parse_field(tok)
+        if tok.kind == "LIKE":
+            if self.field is not None:
+                raise self.error(tok.pos, f"'like:' cannot be used inside '{self.field[1]}:(...)'")
+            self.word_count += 1
+            if self.word_count > MAX_WORDS:
+                raise self.error(tok.pos, f"too many words: a rule has at most {MAX_WORDS}")
+            return Like(tok.value, tok.pos)
         if tok.kind == "PHRASE":
             return self.phrase_term(tok)
         return self.word_term(tok)
@@ -290,7 +311,7 @@ class _Parser:
 
 def _positive(node: Node) -> bool:
     """Whether ``node`` asks for something to be present (not only for things to be absent)."""
-    if isinstance(node, Term | Compare):
+    if isinstance(node, Term | Compare | Like):
         return True
     if isinstance(node, Not):
         return False
@@ -323,7 +344,7 @@ def parse_rule(query: str) -> Query:
         raise RuleError(
             query, _only_exclusions(root), "a rule needs at least one word to look for, not only exclusions"
         )
-    return Query(query, root, tuple(iter_terms(root)))
+    return Query(query, root, tuple(iter_terms(root)), tuple(iter_likes(root)))
 
 
 @lru_cache(maxsize=65536)
@@ -336,11 +357,14 @@ def validate_rules(queries: Sequence[str]) -> list[str]:
     """Strip the rules, drop blank ones, and parse each; return the cleaned list or raise RuleError.
 
     When there are several rules the message starts with ``rule N:`` (N counts the non-blank rules from 1).
+    A ``like:`` rule is refused here (when saved) if the semantic extra is not installed.
     """
     cleaned = [q.strip() for q in queries if q.strip()]
     for number, rule in enumerate(cleaned, 1):
         try:
-            parse_rule(rule)
+            parsed = parse_rule(rule)
+            if parsed.likes and (missing := _like_support.refusal()) is not None:
+                raise RuleError(rule, parsed.likes[0].position, missing)
         except RuleError as exc:
             if len(cleaned) == 1:
                 raise

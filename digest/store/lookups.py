@@ -11,7 +11,7 @@ from digest.store.papers import paper_from_row
 from digest.store.subscriber_rows import rules_by_subscriber, to_subscriber
 from digest.store.tables import paper, subscriber
 
-_PAPER_COLUMNS = [c for c in paper.c if c.name not in ("first_seen_at", "last_seen_at")]
+_PAPER_COLUMNS = [c for c in paper.c if c.name not in ("first_seen_at", "last_seen_at", "embedding")]
 # Only what a Subscriber carries: the consent record (JSON) and timestamps cost a parse per row for nothing.
 _SUBSCRIBER_COLUMNS = [
     subscriber.c[name]

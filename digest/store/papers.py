@@ -137,7 +137,7 @@ def paper_from_row(row: Any) -> Paper:
     )
 
 
-_COLUMNS = [c for c in paper.c if c.name not in ("first_seen_at", "last_seen_at")]
+_COLUMNS = [c for c in paper.c if c.name not in ("first_seen_at", "last_seen_at", "embedding")]
 _ORDER = (paper.c.daily_date.desc(), paper.c.upvotes.desc(), paper.c.id)
 
 

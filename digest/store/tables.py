@@ -41,6 +41,8 @@ class PaperRow(SQLModel, table=True):
     organization_handle: str | None = None
     first_seen_at: datetime = Field(sa_type=TZ)
     last_seen_at: datetime = Field(sa_type=TZ)
+    # float32 bytes of the title + abstract embedding (semantic extra); NULL until embedded.
+    embedding: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
 
 
 class SubscriberRow(SQLModel, table=True):

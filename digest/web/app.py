@@ -22,7 +22,7 @@ from digest.clock import utc_now
 from digest.config import Config
 from digest.errors import TokenError
 from digest.store.db import Engine
-from digest.web import archive, feeds, health, manage, subscribe, unsubscribe
+from digest.web import archive, feeds, health, manage, more, subscribe, unsubscribe
 from digest.web.security import SecurityHeaders
 from digest.web.site import Limits, MailSender, Site
 
@@ -44,7 +44,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.state.site = site
     _add_site_routes(app, site)
-    for area in (subscribe, manage, unsubscribe, health):
+    for area in (subscribe, manage, unsubscribe, health, more):
         app.include_router(area.router)
     app.include_router(archive.router(config, engine))  # GET /d/{token}, GET /archive/{token}
     app.include_router(feeds.router(config, engine, clock=clock))  # GET /feed/{token}.atom

@@ -12,6 +12,7 @@ from digest.errors import SubscriberError
 from digest.models import Cadence, Subscriber, SubscriberStatus
 from digest.notices import WEEKDAY_NAMES, schedule_phrase
 from digest.store import subscribers as repo
+from digest.web.more import liked_rules
 from digest.web.preview import MAX_RULES_TEXT, check_rules
 from digest.web.site import Site, SiteDep
 
@@ -49,6 +50,7 @@ def manage_page(
         "unsubscribe_url": site.links(sub)["unsubscribe_url"],
         "admin_email": site.config.digest.admin_email or "",
         "page_url": f"/manage/{request.path_params['token']}",
+        "liked": liked_rules(site.engine, sub.rules),
     }
     context.update(extra)
     return site.with_csrf(

@@ -94,7 +94,7 @@ ERRORS: list[tuple[str, str, int]] = [
     ("titel:agent", "unknown field 'titel' — did you mean 'title'?", 0),
     ("agent authors:lecun", "unknown field 'authors' — did you mean 'author'?", 6),
     ("organization:google", "unknown field 'organization' — did you mean 'org'?", 0),
-    ("zzz:agent", "unknown field 'zzz' — fields are title, abstract, keyword, author, org, upvotes", 0),
+    ("zzz:agent", "unknown field 'zzz' — fields are title, abstract, keyword, author, org, upvotes, like", 0),
     ("upvotes:lots", "upvotes needs a number, like upvotes:>=20", 8),
     ("upvotes:>=", "upvotes needs a number, like upvotes:>=20", 10),
     ("upvotes:>=-3", "upvotes needs a number, like upvotes:>=20", 10),
