@@ -215,6 +215,51 @@ class DigestConfig(_Section):
         return self
 
 
+class BouncesConfig(_Section):
+    """Where bounces and complaints come back (DESIGN section 12). Every way in is off until configured."""
+
+    address: str | None = None
+    lmtp_listen: str | None = None
+    imap_url_env: str | None = None
+    imap_folder: str = "INBOX"
+    imap_poll_s: Annotated[float, Field(ge=5, le=86400)] = 300
+    webhook_secret_env: str | None = None
+    soft_threshold: Annotated[float, Field(gt=0, le=1000)] = 5
+    hard_threshold: Annotated[int, Field(ge=1, le=100)] = 1
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        local, _, domain = v.rpartition("@")
+        # The local part gets "+<token>" appended: it must stay a plain dot-atom of at most 64 characters.
+        if not _PLAIN_ADDRESS.fullmatch(v) or "+" in local or len(local) > 30:
+            raise ValueError(
+                f"expected a plain address like 'bounces@lists.example.org' (no '+', a local part of at "
+                f"most 30 characters), got {v!r}"
+            )
+        return f"{local}@{domain.lower()}"
+
+    @field_validator("lmtp_listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port like '127.0.0.1:8024', got {v!r}")
+        return v
+
+    @property
+    def lmtp_address(self) -> tuple[str, int] | None:
+        """(host, port) of the LMTP listener, or None when it is off."""
+        if self.lmtp_listen is None:
+            return None
+        host, _, port = self.lmtp_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class SubscriberEntry(_Section):
     email: str
     rules: Annotated[list[str], Field(min_length=1)]
@@ -240,6 +285,7 @@ class Config(_Section):
     web: WebConfig = WebConfig()
     security: SecurityConfig = SecurityConfig()
     digest: DigestConfig = DigestConfig()
+    bounces: BouncesConfig = BouncesConfig()
     subscribers: list[SubscriberEntry] = []
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
@@ -265,6 +311,25 @@ class Config(_Section):
         if not self.smtp.username:
             return None
         return read_secret(self.smtp.password_env, self.path, "smtp.password_env", required=True)
+
+    def bounce_imap_url(self) -> str | None:
+        """The bounce mailbox URL (imaps://user:password@host/folder), or None when IMAP polling is off."""
+        if not self.bounces.imap_url_env:
+            return None
+        return read_secret(self.bounces.imap_url_env, self.path, "bounces.imap_url_env", required=True)
+
+    def bounce_webhook_secret(self) -> str | None:
+        """The shared secret of POST /webhooks/bounce, or None when the webhook is off."""
+        if not self.bounces.webhook_secret_env:
+            return None
+        secret = read_secret(
+            self.bounces.webhook_secret_env, self.path, "bounces.webhook_secret_env", required=True
+        )
+        if secret is None or len(secret) < 16 or secret.lower() in PLACEHOLDER_SECRETS:
+            raise ConfigError(
+                [f"{self.path}: bounces.webhook_secret_env: the secret is a placeholder or shorter than 16 characters"]
+            )
+        return secret
 
     def secret_key(self) -> str:
         """The key that signs tokens: from the environment, else ``security.secret_key_file``."""

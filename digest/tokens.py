@@ -6,10 +6,13 @@ every link mailed before.
 
 from __future__ import annotations
 
+import base64
+import hmac
 from functools import lru_cache
 from typing import Literal
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
+from itsdangerous.encoding import base64_decode
 
 from digest.errors import TokenError
 
@@ -52,3 +55,34 @@ def read_token(secret: str, purpose: Purpose, token: str, *, max_age: int | None
     ):
         raise TokenError("this link is not valid")
     return int(sid), int(version)
+
+
+_BOUNCE_SALT = "paper-digest/bounce"
+#: 80 bits of signature: the whole token must fit in an address's local part (64 characters, RFC 5321).
+_BOUNCE_SIG_BYTES = 10
+
+
+@lru_cache(maxsize=16)
+def _bounce_signer(secret: str) -> Signer:
+    return Signer(secret, salt=_BOUNCE_SALT)
+
+
+def make_bounce_token(secret: str, delivery_id: int) -> str:
+    """``<id>-<signature>`` for a VERP envelope sender: lower-case letters and digits only, because some
+    MTAs change the case of a local part; it never expires (a bounce may come days later)."""
+    return f"{delivery_id}-{_bounce_signature(secret, delivery_id)}"
+
+
+def read_bounce_token(secret: str, token: str) -> int:
+    """The delivery id in a bounce token; TokenError when it is forged or damaged."""
+    sid, _, signature = token.lower().partition("-")
+    if not (sid.isdigit() and sid.isascii() and len(sid) <= 15):
+        raise TokenError("not a bounce token")
+    if not hmac.compare_digest(signature, _bounce_signature(secret, int(sid))):
+        raise TokenError("the bounce token's signature does not match")
+    return int(sid)
+
+
+def _bounce_signature(secret: str, delivery_id: int) -> str:
+    raw = base64_decode(_bounce_signer(secret).get_signature(str(delivery_id)))
+    return base64.b32encode(raw[:_BOUNCE_SIG_BYTES]).decode("ascii").lower()
