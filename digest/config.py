@@ -327,7 +327,9 @@ class Config(_Section):
         )
         if secret is None or len(secret) < 16 or secret.lower() in PLACEHOLDER_SECRETS:
             raise ConfigError(
-                [f"{self.path}: bounces.webhook_secret_env: the secret is a placeholder or shorter than 16 characters"]
+                [
+                    f"{self.path}: bounces.webhook_secret_env: the secret is a placeholder or shorter than 16 characters"
+                ]
             )
         return secret
 

@@ -248,6 +248,8 @@ def _dsn_details(msg: email.message.Message) -> dict[str, tuple[str, str]]:
         if not isinstance(blocks, list):
             continue
         for block in blocks[1:] if len(blocks) > 1 else blocks:  # the first block is per-message
+            if not isinstance(block, email.message.Message):
+                continue
             rcpt = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
             addr = rcpt.partition(";")[2].strip().strip("<>").lower() if ";" in rcpt else rcpt.strip()
             status = _one_line(str(block.get("Status", "")))
@@ -280,6 +282,10 @@ def _text_reason(msg: email.message.Message) -> str:
 
 
 def _is_auto_reply(msg: email.message.Message) -> bool:
+    """A vacation reply or similar (MTAs mark their DSNs auto-replied too: those are not ignored here)."""
+    sender = parseaddr(str(msg.get("From", "")))[1].lower()
+    if msg.get_content_type() == "multipart/report" or sender.startswith(("mailer-daemon@", "postmaster@")):
+        return False
     auto = str(msg.get("Auto-Submitted", "no")).lower()
     return auto.startswith("auto-replied") or bool(msg.get("X-Autoreply")) or bool(msg.get("X-Autorespond"))
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from digest.addresses import normalize_email
 from digest.config import Config
 from digest.errors import ConfigError, DeliveryError, RuleError, RunLockedError, SourceError, SubscriberError
+from digest.feedback import envelope_senders
 from digest.mailer import FileTransport, SendOutcome, SmtpPool, SmtpSettings, Transport
 from digest.message import DkimSigner, build_message, make_message_id
 from digest.models import (
@@ -525,7 +526,7 @@ async def _deliver(
 ) -> None:
     """Send every due outbox row of ``run_ids`` in batches, waiting for in-run retries that are due soon."""
     batch_size = opts.batch_size or max(8, 4 * config.smtp.pool_size)
-    sender = parseaddr(config.smtp.from_)[1]
+    sender = envelope_senders(config)  # VERP per delivery when [bounces] address is set
     paper_cache: dict[str, Paper] = {}
     total = _count_due(engine, run_ids)
     done = 0
@@ -594,7 +595,7 @@ async def _send_batch(
     run_date: date,
     transport: Transport,
     composer: Composer,
-    sender: str,
+    sender: Callable[[int], str],
     paper_cache: dict[str, Paper],
     clock: Clock,
     opts: RunOptions,
@@ -663,7 +664,9 @@ async def _send_batch(
                 return None  # another process claimed it first
             handed[row.id] = claimed
             try:
-                result: SendOutcome = await transport.send(sender, mail.subscriber.email, mail.message)
+                result: SendOutcome = await transport.send(
+                    sender(row.id), mail.subscriber.email, mail.message
+                )
             except DeliveryError as exc:  # raised before DATA: certainly not sent
                 fatal.append(exc)
                 outbox.release(conn, [claimed], clock(), f"not sent: {exc}")

@@ -40,6 +40,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from digest import pipeline
 from digest.config import Config
 from digest.errors import DeliveryError, DigestError, RunLockedError
+from digest.inbox import start_receivers
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RunReport
 from digest.scheduler import RETRY_EVERY, build_scheduler, missed_run_date, next_fire_time
@@ -405,6 +406,7 @@ async def serve(
     service = DigestService(config, engine, clock=clock)
     app = create_app(config, engine, mailer, clock=clock)
     sock = listen(config.web.host, config.web.port)
+    receivers = await start_receivers(config, engine, clock)  # bounces by LMTP / IMAP, when configured
     server = _Server(
         uvicorn.Config(
             app,
@@ -458,6 +460,7 @@ async def serve(
             with contextlib.suppress(BaseException):
                 await catch_up
         await mailer.aclose()
+        await receivers.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()

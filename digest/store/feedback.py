@@ -153,7 +153,14 @@ def list_feedback(engine: sa.Engine, since: datetime | None = None, limit: int =
         rows = conn.execute(query.limit(limit)).all()
     return [
         FeedbackInfo(
-            r.id, _aware(r.received_at) or r.received_at, r.source, r.kind, r.email, r.reason, r.action, r.raw_size
+            r.id,
+            _aware(r.received_at) or r.received_at,
+            r.source,
+            r.kind,
+            r.email,
+            r.reason,
+            r.action,
+            r.raw_size,
         )
         for r in rows
     ]
@@ -174,7 +181,9 @@ def raw_message(engine: sa.Engine, feedback_id: int) -> bytes | None:
     return bytes(value) if value is not None else None
 
 
-def bounce_summaries(engine: sa.Engine, subscriber_ids: Sequence[int] | None = None) -> dict[str, BounceSummary]:
+def bounce_summaries(
+    engine: sa.Engine, subscriber_ids: Sequence[int] | None = None
+) -> dict[str, BounceSummary]:
     """Per subscriber address: hard bounces (5xx at send time in a row, plus hard bounces that came back by mail)
     and the last failure reply, whichever came last: a refused delivery or a bounce."""
     with engine.connect() as conn:

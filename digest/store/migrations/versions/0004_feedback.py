@@ -35,7 +35,10 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
-            ["delivery_id"], ["delivery.id"], name=op.f("fk_feedback_delivery_id_delivery"), ondelete="SET NULL"
+            ["delivery_id"],
+            ["delivery.id"],
+            name=op.f("fk_feedback_delivery_id_delivery"),
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback")),
     )
