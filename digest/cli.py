@@ -213,9 +213,14 @@ def subscribers(
     from digest.pipeline import open_store
     from digest.store.subscribers import list_subscribers
 
+    from digest.store.feedback import BounceSummary, bounce_summaries
+
     cfg = _load()
-    rows = list_subscribers(open_store(cfg))
+    engine = open_store(cfg)
+    rows = list_subscribers(engine)
     if as_json:
+        failures = bounce_summaries(engine)
+        none = BounceSummary(0, None, None)
         data: list[dict[str, Any]] = [
             {
                 "email": r.email,
@@ -223,6 +228,8 @@ def subscribers(
                 "rules": list(r.rules),
                 "cadence": str(r.cadence),
                 "last_digest_at": r.last_digest_at.isoformat() if r.last_digest_at else None,
+                "hard_bounces": failures.get(r.email, none).hard_bounces,
+                "last_failure": failures.get(r.email, none).last_failure,
             }
             for r in rows
         ]
@@ -239,6 +246,37 @@ def subscribers(
         )
     out.print(table)
     out.print(f"{len(rows)} subscriber(s)")
+
+
+@app.command()
+def bounces(
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only what arrived on or after this day, YYYY-MM-DD.")
+    ] = None,
+) -> None:
+    """The bounces and complaints received (LMTP, IMAP, webhook) and what each did to its subscriber."""
+    from digest.pipeline import open_store
+    from digest.store.feedback import count_by_kind, list_feedback
+
+    cfg = _load()
+    start = None
+    if since is not None:
+        start = datetime.combine(_parse_date(since, cfg), datetime.min.time(), tzinfo=cfg.schedule.zone)
+    engine = open_store(cfg)
+    table = Table("received", "via", "kind", "address", "reason", "what it did")
+    for f in list_feedback(engine, start):
+        table.add_row(
+            f.received_at.astimezone(cfg.schedule.zone).strftime("%Y-%m-%d %H:%M"),
+            f.source,
+            f.kind,
+            f.email or "-",
+            Text(f.reason or "-"),  # text from outside: no markup
+            Text(f.action),
+        )
+    out.print(table)
+    counts = count_by_kind(engine, start)
+    summary = ", ".join(f"{counts[k]} {k}" for k in sorted(counts)) or "nothing"
+    out.print(f"received: {summary}")
 
 
 @app.command()

@@ -49,6 +49,7 @@ from digest.store.tables import alert, run
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
 from digest.web.security import CSRF_COOKIE, Csrf, SecurityHeaders, SlidingWindowLimiter
+from digest.web.webhooks import webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -710,6 +711,7 @@ def create_app(
         only go to a caller on this machine (the container's health check, an operator's curl)."""
         return JSONResponse(health(site.engine, site.clock(), details=site.is_local(request)))
 
+    app.include_router(webhooks_router(config, engine, clock))
     return app
 
 
