@@ -211,9 +211,8 @@ def subscribers(
 ) -> None:
     """List subscribers: email, status, rules, cadence, last digest."""
     from digest.pipeline import open_store
-    from digest.store.subscribers import list_subscribers
-
     from digest.store.feedback import BounceSummary, bounce_summaries
+    from digest.store.subscribers import list_subscribers
 
     cfg = _load()
     engine = open_store(cfg)
