@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
-USERS_DOMAIN = "users.test"
-BOUNCE_DOMAIN = "lists.test"
+USERS_DOMAIN = "users.example.net"
+BOUNCE_DOMAIN = "lists.example.org"
 
 
 def free_port() -> int:
@@ -104,7 +104,7 @@ class PrivatePostfix:
             # The subscribers' server: its own name (else the relay sees "mail loops back to myself"),
             # its recipient table, and whatever it accepts goes nowhere.
             f"127.0.0.1:{self.destination_port} inet n - n - - smtpd",
-            "  -o myhostname=mx.users.test",
+            "  -o myhostname=mx.users.example.net",
             f"  -o smtpd_recipient_restrictions=check_recipient_access,texthash:{self.conf}/users,reject",
             "  -o content_filter=discard:",
             "pickup unix n - n 60 1 pickup",
