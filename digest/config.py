@@ -247,7 +247,7 @@ class BouncesConfig(_Section):
         if v is None:
             return None
         host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
             raise ValueError(f"expected host:port like '127.0.0.1:8024', got {v!r}")
         return v
 
