@@ -38,7 +38,12 @@ def test_each_mtas_bounce_names_the_failed_address_its_kind_and_reason(
 
 @pytest.mark.parametrize(
     "name",
-    ["gmail-address-not-found.eml", "exchange-online-recipient-not-found.eml", "exim-4.96-unrouteable.eml"],
+    [
+        "postfix-3.7-user-unknown.eml",
+        "gmail-address-not-found.eml",
+        "exchange-online-recipient-not-found.eml",
+        "exim-4.96-unrouteable.eml",
+    ],
 )
 def test_the_verp_address_names_the_delivery(name: str) -> None:
     assert classify(sample(name, 4242), settings()).delivery_id == 4242
