@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from digest.config import parse_config
+from digest.demo_bounce import BounceDemo, bounce_back
 from digest.errors import DigestError
 from digest.mailer import SmtpPool, SmtpSettings
 from digest.models import RunReport, SubscriberStatus
@@ -53,6 +54,7 @@ class DemoResult:
     papers_fetched: int
     report: RunReport
     rows: list[DemoRow] = field(default_factory=list)
+    bounce: BounceDemo | None = None
 
 
 def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
@@ -79,6 +81,9 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
                 "web": {"base_url": "http://127.0.0.1:8000"},
                 "security": {"secret_key_env": "DIGEST_DEMO_UNSET_SECRET", "secret_key_file": "secret_key"},
                 "digest": {"list_id": "demo.paper-digest.example.org", "admin_email": None},
+                "bounces": {
+                    "address": "bounces@demo.example.org"
+                },  # VERP: the demo's bounce names its delivery
             },
             work / "config.toml",
         )
@@ -87,11 +92,16 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
             add_subscriber(engine, addr, rules, now=_now(), name=name, status=SubscriberStatus.ACTIVE)
         report = asyncio.run(_run(config, engine))
         counts = _delivered_counts(engine)
-        engine.dispose()
         if report.status != "done":
             raise DigestError(f"the demo run did not finish: {report.error or report.status}")
         received = list(sink.messages)
-    result = DemoResult(DEMO_DATE, report.papers_fetched, report)
+        # The last demo subscriber's digest comes back later as a DSN: "user unknown".
+        bounced = next(m for m in received if DEMO_SUBSCRIBERS[-1][0] in m.recipients)
+        bounce = asyncio.run(
+            bounce_back(config, engine, bounced.sender, bounced.recipients[0], bounced.data, _now())
+        )
+        engine.dispose()
+    result = DemoResult(DEMO_DATE, report.papers_fetched, report, bounce=bounce)
     by_recipient: dict[str, bytes] = {}
     for m in received:
         for rcpt in m.recipients:

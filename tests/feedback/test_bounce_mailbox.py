@@ -44,7 +44,7 @@ def test_the_mailbox_is_read_recorded_and_emptied(dovecot: PrivateDovecot, engin
     assert status_of(engine, "ghost@users.example.net") == "bounced"
     assert status_of(engine, "ada@users.example.net") == "unsubscribed"
     assert count_by_kind(engine) == {"hard": 1, "complaint": 1, "unreadable": 1}
-    kept = [f for f in list_feedback(engine) if f.kind == "unreadable"][0]
+    kept = next(f for f in list_feedback(engine) if f.kind == "unreadable")
     assert raw_message(engine, kept.id) == garbage, "the message is kept as it was in the mailbox"
     with MailBoxUnencrypted("127.0.0.1", dovecot.port).login(USER, PASSWORD) as box:
         assert list(box.uids()) == [], "recorded messages leave the mailbox"
@@ -55,7 +55,7 @@ def test_a_wrong_password_is_an_error_and_loses_nothing(dovecot: PrivateDovecot,
     with MailBoxUnencrypted("127.0.0.1", dovecot.port).login(USER, PASSWORD) as box:
         box.append(sample("gmail-address-not-found.eml"), "INBOX")
 
-    with pytest.raises(Exception, match="(?i)auth"):
+    with pytest.raises(Exception, match=r"(?i)auth"):
         poll_imap_once(
             parse_imap_url(dovecot.url.replace(PASSWORD, "wrong")), engine, settings(), lambda: NOW
         )
