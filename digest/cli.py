@@ -260,19 +260,33 @@ def bounces(
     cfg = _load()
     start = None
     if since is not None:
-        start = datetime.combine(_parse_date(since, cfg), datetime.min.time(), tzinfo=cfg.schedule.zone)
+        try:
+            day = date.fromisoformat(since)
+        except ValueError:
+            raise DigestError(f"--since: expected YYYY-MM-DD, got {since!r}") from None
+        start = datetime.combine(day, datetime.min.time(), tzinfo=cfg.schedule.zone)
     engine = open_store(cfg)
-    table = Table("received", "via", "kind", "address", "reason", "what it did")
-    for f in list_feedback(engine, start):
-        table.add_row(
+    rows = [
+        (
             f.received_at.astimezone(cfg.schedule.zone).strftime("%Y-%m-%d %H:%M"),
             f.source,
             f.kind,
             f.email or "-",
-            Text(f.reason or "-"),  # text from outside: no markup
-            Text(f.action),
+            " ".join((f.reason or "-").split()),
+            f.action,
         )
-    out.print(table)
+        for f in list_feedback(engine, start)
+    ]
+    table = Table("received", "via", "kind")
+    for name in ("address", "reason", "what it did"):
+        table.add_column(name, overflow="fold")  # addresses and replies are shown whole, never cut
+    for row in rows:
+        if out.is_terminal:
+            table.add_row(*(Text(cell) for cell in row))  # text from outside: no markup
+        else:  # one tab-separated line per message, for grep and scripts
+            sys.stdout.write("\t".join(row) + "\n")
+    if out.is_terminal:
+        out.print(table)
     counts = count_by_kind(engine, start)
     summary = ", ".join(f"{counts[k]} {k}" for k in sorted(counts)) or "nothing"
     out.print(f"received: {summary}")
