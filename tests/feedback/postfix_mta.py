@@ -52,7 +52,8 @@ class PrivatePostfix:
         shutil.chown(self.data, "postfix")
         (self.conf / "transport").write_text(
             f"{USERS_DOMAIN} smtp:[127.0.0.1]:{self.destination_port}\n"
-            f"{BOUNCE_DOMAIN} lmtp:inet:127.0.0.1:{self.lmtp_port}\n"
+            # As the README tells operators: the bounce address alone, VERP forms found by recipient_delimiter.
+            f"bounces@{BOUNCE_DOMAIN} lmtp:inet:127.0.0.1:{self.lmtp_port}\n"
         )
         (self.conf / "users").write_text(
             f"alice@{USERS_DOMAIN} OK\n"
@@ -72,6 +73,7 @@ class PrivatePostfix:
                     "mydomain = digest.test",
                     "myorigin = $myhostname",
                     "mydestination =",
+                    "recipient_delimiter = +",
                     "inet_interfaces = 127.0.0.1",
                     "inet_protocols = ipv4",
                     "mynetworks = 127.0.0.0/8",
