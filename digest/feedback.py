@@ -163,7 +163,11 @@ def _classify(msg: email.message.Message, settings: Settings, envelope_to: Seque
         agent = _one_line(report.get("User-Agent", ""))
         reason += f", {agent})" if agent else ")"
         return Verdict("complaint", (Failure(rcpt or None, "complaint", reason),), delivery_id)
-    temporary, permanent = all_failures(msg)
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # some of Mailman's heuristic detectors choke on odd messages (no From: ...)
+        log.warning("a bounce detector failed on a feedback message", exc_info=True)
+        temporary = permanent = frozenset()
     details = _dsn_details(msg)
     failures: list[Failure] = []
     for addr_bytes in sorted(permanent | temporary):

@@ -207,7 +207,12 @@ async def start_receivers(config: Config, engine: sa.Engine, clock: Clock) -> Re
     settings = Settings.from_config(config)
     if listen is not None:
         receivers.lmtp = await start_lmtp(FeedbackHandler(engine, settings, clock), *listen)
-        log.info("taking bounces over LMTP on %s:%s", listen[0], receivers.lmtp_port)
+        log.info(
+            "taking bounces over LMTP on %s:%s",
+            listen[0],
+            receivers.lmtp_port,
+            extra={"lmtp_host": listen[0], "lmtp_port": receivers.lmtp_port},
+        )
     if imap_url is not None:
         account = parse_imap_url(imap_url, config.bounces.imap_folder)
         receivers.poller = asyncio.ensure_future(

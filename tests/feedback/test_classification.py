@@ -88,3 +88,10 @@ def test_garbage_and_vacation_replies_are_not_bounces() -> None:
     )
     vacation = f"From: bob@example.net\r\nTo: {verp(3)}\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\nAway.\r\n"
     assert classify(vacation.encode(), settings()).kind == "ignored"
+
+
+def test_a_detector_that_chokes_on_a_message_does_not_lose_what_verp_says() -> None:
+    # No From: header: one of Mailman's heuristic detectors raises on it.
+    raw = f"To: {verp(8)}\r\nSubject: returned mail\r\n\r\nsomething went wrong\r\n".encode()
+    verdict = classify(raw, settings())
+    assert (verdict.kind, verdict.delivery_id) == ("soft", 8)
