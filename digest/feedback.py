@@ -12,6 +12,11 @@
 - Every message is recorded in ``feedback`` as received, also one that cannot be read (kind
   ``unreadable``, counted by ``digest bounces``), so nothing is dropped.
 
+While VERP is in use (``[bounces] address`` set), a bounce is applied only when it carries a valid VERP
+token: anyone can mail the bounce address a made-up DSN naming someone else. Such a message is recorded
+and changes nobody. Complaints (ARF) are applied either way: a wrongly kept complaint costs more than a
+wrongly honoured one.
+
 Hard or soft: a permanent failure is hard, except "mailbox full" (x.2.2) and a failure with a 4.x.x status
 (a message that expired in the queue), which are soft. A message to a VERP address that no detector
 understands is counted as soft: VERP says which delivery it is about, but not how bad it is.
@@ -88,6 +93,9 @@ class Verdict:
     failures: tuple[Failure, ...] = ()
     delivery_id: int | None = None
     note: str = ""
+    #: False for a bounce without a valid VERP token while VERP is in use: anyone can mail the bounce
+    #: address a made-up DSN naming someone else, so it is recorded but changes nobody.
+    trusted: bool = True
 
 
 @dataclass
@@ -178,7 +186,8 @@ def _classify(msg: email.message.Message, settings: Settings, envelope_to: Seque
         failures.append(Failure(addr, "soft" if soft else "hard", reason))
     if failures:
         kind: Kind = "hard" if any(f.kind == "hard" for f in failures) else "soft"
-        return Verdict(kind, tuple(failures), delivery_id)
+        trusted = delivery_id is not None or not settings.bounce_address
+        return Verdict(kind, tuple(failures), delivery_id, trusted=trusted)
     if _is_auto_reply(msg):
         return Verdict("ignored", delivery_id=delivery_id, note="an automatic reply, not a bounce")
     if delivery_id is not None:
@@ -340,22 +349,7 @@ def apply(
             target_of_delivery = repo.subscriber_of_delivery(conn, delivery_id)
             if not repo.delivery_exists(conn, delivery_id):
                 delivery_id = None  # pruned since: keep the row, drop the dangling reference
-        actions: list[str] = [verdict.note] if verdict.note else []
-        first: tuple[str | None, str | None, int | None] = (None, None, None)
-        for failure in verdict.failures:
-            # VERP names the delivery, hence the person, whatever address the DSN quotes (forwarding).
-            target = target_of_delivery or (
-                repo.subscriber_by_email(conn, failure.email) if failure.email else None
-            )
-            if target is None:
-                actions.append(f"{failure.email or 'unknown address'}: no such subscriber")
-                first = first if first[0] else (failure.email, failure.reason, None)
-                continue
-            actions.append(f"{target.email}: {_apply_one(conn, settings, target, failure, now)}")
-            if first[2] is None:
-                first = (target.email, failure.reason, target.subscriber_id)
-            if target_of_delivery is not None:
-                break  # one delivery, one person
+        actions, first = _apply_failures(conn, settings, verdict, target_of_delivery, now)
         email_, reason, subscriber_id = first
         result_id = repo.insert_feedback(
             conn,
@@ -382,6 +376,37 @@ def apply(
         extra={"feedback": {"id": result_id, "kind": verdict.kind, "source": source}},
     )
     return result
+
+
+def _apply_failures(
+    conn: sa.Connection,
+    settings: Settings,
+    verdict: Verdict,
+    target_of_delivery: repo.Target | None,
+    now: datetime,
+) -> tuple[list[str], tuple[str | None, str | None, int | None]]:
+    """Apply each failure; what was done, and (address, reason, subscriber id) for the feedback row."""
+    actions: list[str] = [verdict.note] if verdict.note else []
+    if not verdict.trusted:
+        actions.append("not applied: no valid VERP token (a bounce must name one of our deliveries)")
+        first = verdict.failures[0] if verdict.failures else Failure(None, verdict.kind, "")
+        return actions, (first.email, first.reason, None)
+    row: tuple[str | None, str | None, int | None] = (None, None, None)
+    for failure in verdict.failures:
+        # VERP names the delivery, hence the person, whatever address the DSN quotes (forwarding).
+        target = target_of_delivery or (
+            repo.subscriber_by_email(conn, failure.email) if failure.email else None
+        )
+        if target is None:
+            actions.append(f"{failure.email or 'unknown address'}: no such subscriber")
+            row = row if row[0] else (failure.email, failure.reason, None)
+            continue
+        actions.append(f"{target.email}: {_apply_one(conn, settings, target, failure, now)}")
+        if row[2] is None:
+            row = (target.email, failure.reason, target.subscriber_id)
+        if target_of_delivery is not None:
+            break  # one delivery, one person
+    return actions, row
 
 
 def _apply_one(

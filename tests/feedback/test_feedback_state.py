@@ -3,6 +3,7 @@ address bounced, the soft score decays, and every message is recorded (SQLite an
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,10 +52,10 @@ def test_verp_finds_the_person_even_when_the_dsn_names_another_address(engine: s
 
 
 def test_one_hard_bounce_marks_the_address_bounced_by_default(engine: sa.Engine) -> None:
-    add_active(engine, "ghost@users.example.net")
+    delivery_id = add_delivery(engine, add_active(engine, "ghost@users.example.net"))
 
     result = process_message(
-        engine, settings(), sample("postfix-3.7-user-unknown.eml"), source="lmtp", now=NOW
+        engine, settings(), sample("postfix-3.7-user-unknown.eml", delivery_id), source="lmtp", now=NOW
     )
 
     assert status_of(engine, "ghost@users.example.net") == "bounced"
@@ -62,8 +63,9 @@ def test_one_hard_bounce_marks_the_address_bounced_by_default(engine: sa.Engine)
 
 
 def test_hard_bounces_below_the_threshold_only_count(engine: sa.Engine) -> None:
-    add_active(engine, "ghost@users.example.net")
-    raw = sample("postfix-3.7-user-unknown.eml")
+    raw = sample(
+        "postfix-3.7-user-unknown.eml", add_delivery(engine, add_active(engine, "ghost@users.example.net"))
+    )
 
     process_message(engine, settings(hard=2), raw, source="lmtp", now=NOW)
     assert status_of(engine, "ghost@users.example.net") == "active"
@@ -114,12 +116,34 @@ def test_an_unreadable_message_is_kept_whole_and_counted(engine: sa.Engine) -> N
     assert count_by_kind(engine) == {"unreadable": 1}
 
 
-def test_a_bounce_for_an_unknown_address_is_recorded_and_changes_nothing(engine: sa.Engine) -> None:
-    add_active(engine, "alice@users.example.net")
+def test_without_verp_a_bounce_is_matched_by_its_address(engine: sa.Engine) -> None:
+    add_active(engine, "ghost@users.example.net")
+    no_verp = replace(settings(), bounce_address=None)
+
+    process_message(engine, no_verp, sample("postfix-3.7-user-unknown.eml"), source="imap", now=NOW)
+
+    assert status_of(engine, "ghost@users.example.net") == "bounced"
+
+
+def test_with_verp_a_bounce_without_a_valid_token_is_recorded_but_applied_to_nobody(
+    engine: sa.Engine,
+) -> None:
+    add_active(engine, "ghost@users.example.net")  # someone mails us a made-up DSN naming ghost
 
     result = process_message(
-        engine, settings(), sample("gmail-address-not-found.eml"), source="imap", now=NOW
+        engine, settings(), sample("postfix-3.7-user-unknown.eml"), source="lmtp", now=NOW
     )
+
+    assert status_of(engine, "ghost@users.example.net") == "active"
+    assert "not applied: no valid VERP token" in result.action
+    assert count_by_kind(engine) == {"hard": 1}
+
+
+def test_a_bounce_for_an_unknown_address_is_recorded_and_changes_nothing(engine: sa.Engine) -> None:
+    add_active(engine, "alice@users.example.net")
+    no_verp = replace(settings(), bounce_address=None)
+
+    result = process_message(engine, no_verp, sample("gmail-address-not-found.eml"), source="imap", now=NOW)
 
     assert "no such subscriber" in result.action
     assert status_of(engine, "alice@users.example.net") == "active"
@@ -141,9 +165,10 @@ def test_an_unsubscribed_address_is_not_moved_to_bounced(engine: sa.Engine) -> N
 
 
 def test_the_bounce_summary_shows_the_count_and_the_last_reply(engine: sa.Engine) -> None:
-    add_active(engine, "ghost@users.example.net")
+    delivery_id = add_delivery(engine, add_active(engine, "ghost@users.example.net"))
     add_active(engine, "alice@users.example.net")
-    process_message(engine, settings(hard=3), sample("postfix-3.7-user-unknown.eml"), source="lmtp", now=NOW)
+    raw = sample("postfix-3.7-user-unknown.eml", delivery_id)
+    process_message(engine, settings(hard=3), raw, source="lmtp", now=NOW)
 
     summary = bounce_summaries(engine)
 
