@@ -13,7 +13,7 @@ from email.utils import format_datetime, make_msgid
 import sqlalchemy as sa
 
 from digest.config import Config
-from digest.feedback import Settings
+from digest.feedback import settings_for
 from digest.inbox import FeedbackHandler, start_lmtp
 from digest.store.feedback import list_feedback
 
@@ -73,7 +73,7 @@ async def bounce_back(
     config: Config, engine: sa.Engine, envelope_sender: str, recipient: str, original: bytes, now: datetime
 ) -> BounceDemo:
     """Deliver the DSN for one received digest to a real LMTP listener and report what it did."""
-    handler = FeedbackHandler(engine, Settings.from_config(config), lambda: now)
+    handler = FeedbackHandler(engine, settings_for(config), lambda: now)
     server = await start_lmtp(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     dsn = relay_dsn(envelope_sender, recipient, original, now)

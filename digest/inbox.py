@@ -29,7 +29,7 @@ from aiosmtpd.smtp import Envelope, Session
 
 from digest.config import Config, is_loopback
 from digest.errors import ConfigError, DigestError
-from digest.feedback import Settings, process_message
+from digest.feedback import Settings, process_message, settings_for
 
 log = logging.getLogger("digest.inbox")
 
@@ -204,7 +204,7 @@ async def start_receivers(config: Config, engine: sa.Engine, clock: Clock) -> Re
     imap_url = config.bounce_imap_url()
     if listen is None and imap_url is None:
         return receivers
-    settings = Settings.from_config(config)
+    settings = settings_for(config)
     if listen is not None:
         receivers.lmtp = await start_lmtp(FeedbackHandler(engine, settings, clock), *listen)
         log.info(

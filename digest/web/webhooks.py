@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from digest.config import Config
-from digest.feedback import Failure, Kind, Settings, process_event
+from digest.feedback import Failure, Kind, process_event, settings_for
 
 MAX_BODY = 1024 * 1024
 MAX_EVENTS = 1000
@@ -80,7 +80,7 @@ def webhooks_router(config: Config, engine: sa.Engine, clock: Callable[[], datet
     """The webhook routes; the secret is read once, at start-up (a missing one stops the start)."""
     router = APIRouter()
     secret = config.bounce_webhook_secret()
-    settings = Settings.from_config(config) if secret else None
+    settings = settings_for(config) if secret else None
 
     @router.post("/webhooks/bounce")
     async def bounce(request: Request) -> JSONResponse:
