@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from dovecot_imap import DOVECOT, PASSWORD, USER, PrivateDovecot
-from feedback_helpers import NOW, add_active, add_delivery, sample, settings, status_of, verp
+from feedback_helpers import NOW, SECRET, add_active, add_delivery, sample, settings, status_of, verp
 from imap_tools import MailBoxUnencrypted
 
+from digest.config import parse_config
 from digest.errors import ConfigError
-from digest.inbox import FeedbackHandler, parse_imap_url, poll_imap_once, start_lmtp
+from digest.inbox import FeedbackHandler, parse_imap_url, poll_imap_once, start_lmtp, start_receivers
 from digest.store.feedback import count_by_kind, list_feedback, raw_message
 
 
@@ -126,3 +127,29 @@ async def test_lmtp_says_try_again_later_when_the_database_cannot_record(tmp_pat
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_serve_polls_the_configured_mailbox(
+    dovecot: PrivateDovecot, sqlite_engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
+    monkeypatch.setenv("BOUNCE_BOX", dovecot.url)
+    config = parse_config(
+        {"bounces": {"address": "bounces@lists.example.org", "imap_url_env": "BOUNCE_BOX", "imap_poll_s": 5}},
+        tmp_path / "config.toml",
+    )
+    delivery_id = add_delivery(sqlite_engine, add_active(sqlite_engine, "ghost@users.example.net"))
+    with MailBoxUnencrypted("127.0.0.1", dovecot.port).login(USER, PASSWORD) as box:
+        box.append(sample("exim-4.96-unrouteable.eml", delivery_id), "INBOX")
+
+    receivers = await start_receivers(config, sqlite_engine, lambda: NOW)
+    try:
+        for _ in range(200):
+            if list_feedback(sqlite_engine):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await receivers.aclose()
+
+    assert [f.source for f in list_feedback(sqlite_engine)] == ["imap"]
+    assert status_of(sqlite_engine, "ghost@users.example.net") == "bounced"
