@@ -81,9 +81,8 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
                 "web": {"base_url": "http://127.0.0.1:8000"},
                 "security": {"secret_key_env": "DIGEST_DEMO_UNSET_SECRET", "secret_key_file": "secret_key"},
                 "digest": {"list_id": "demo.paper-digest.example.org", "admin_email": None},
-                "bounces": {
-                    "address": "bounces@demo.example.org"
-                },  # VERP: the demo's bounce names its delivery
+                # VERP envelope senders: the demo's bounce names its delivery.
+                "bounces": {"address": "bounces@demo.example.org"},
             },
             work / "config.toml",
         )
