@@ -31,6 +31,7 @@ from digest import pipeline
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import ServeError
+from digest.inbox import start_receivers
 from digest.mailer import SmtpSettings
 from digest.models import RunReport
 from digest.scheduler import RETRY_EVERY, missed_run_date, next_fire_time
@@ -106,6 +107,7 @@ async def serve(
     service = DigestService(config, engine, clock=clock)
     app = create_app(config, engine, mailer, clock=clock)
     sock = listen(config.web.host, config.web.port)
+    receivers = await start_receivers(config, engine, clock)  # bounces by LMTP / IMAP, when configured
     server = _http_server(config, app)
     scheduler = make_scheduler(service, retry_every=retry_every)
     loop = asyncio.get_running_loop()
@@ -137,6 +139,7 @@ async def serve(
             with contextlib.suppress(BaseException):
                 await catch_up
         await mailer.aclose()
+        await receivers.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()

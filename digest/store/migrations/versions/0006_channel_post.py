@@ -1,7 +1,7 @@
 """The channel_post table: one post per team-chat channel and day (DESIGN.md section 13).
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-29
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
