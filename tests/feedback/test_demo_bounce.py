@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from digest.demo import DEMO_SUBSCRIBERS, run_demo
+from digest.demo.run import DEMO_SUBSCRIBERS, run_demo
 
 
 def test_the_demo_bounces_one_digest_back_through_the_lmtp_listener(tmp_path: Path) -> None:
