@@ -19,7 +19,7 @@ from typing import Any
 
 from digest.config_load import parse_config
 from digest.demo.bounce import BounceDemo, bounce_back
-from digest.demo.smtp_sink import SmtpSink
+from digest.demo.smtp_sink import ReceivedMessage, SmtpSink
 from digest.demo.snapshot_server import SnapshotServer
 from digest.errors import DigestError
 from digest.mailer import SmtpPool, SmtpSettings
@@ -92,11 +92,7 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
         if report.status != "done":
             raise DigestError(f"the demo run did not finish: {report.error or report.status}")
         received = list(sink.messages)
-        # The last demo subscriber's digest comes back later as a DSN: "user unknown".
-        bounced = next(m for m in received if DEMO_SUBSCRIBERS[-1][0] in m.recipients)
-        bounce = asyncio.run(
-            bounce_back(config, engine, bounced.sender, bounced.recipients[0], bounced.data, _now())
-        )
+        bounce = asyncio.run(_bounce_last(config, engine, received))
         engine.dispose()
     result = DemoResult(DEMO_DATE, report.papers_fetched, report, bounce=bounce)
     by_recipient: dict[str, bytes] = {}
@@ -117,6 +113,12 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
             (out_dir / f"{stem}.html").write_text(html, encoding="utf-8")
         result.rows.append(DemoRow(addr, rules, counts.get(addr, 0), len(data), eml))
     return result
+
+
+async def _bounce_last(config: Any, engine: Any, received: list[ReceivedMessage]) -> BounceDemo:
+    """The last demo subscriber's digest comes back later as a DSN: "user unknown"."""
+    bounced = next(m for m in received if DEMO_SUBSCRIBERS[-1][0] in m.recipients)
+    return await bounce_back(config, engine, bounced.sender, bounced.recipients[0], bounced.data, _now())
 
 
 async def _run(config: Any, engine: Any) -> RunReport:
