@@ -14,12 +14,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from digest.config_base import Section, check_http_url, is_loopback, read_secret
-from digest.config_features import ChannelConfig, SemanticConfig
+from digest.config_base import (
+    PLACEHOLDER_SECRETS,
+    PLAIN_ADDRESS,
+    Section,
+    check_http_url,
+    is_loopback,
+    read_secret,
+)
+from digest.config_features import BouncesConfig, ChannelConfig, SemanticConfig
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
-PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "placeholder", "xxx", "replace-me"})
 MIN_SECRET_LENGTH = 32
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -191,7 +197,7 @@ class DigestConfig(Section):
     @field_validator("admin_email")
     @classmethod
     def _admin(cls, v: str | None) -> str | None:
-        if v is not None and not _PLAIN_ADDRESS.fullmatch(v):
+        if v is not None and not PLAIN_ADDRESS.fullmatch(v):
             raise ValueError(f"expected a plain address like 'ops@example.org', got {v!r}")
         return v
 
@@ -202,7 +208,7 @@ class DigestConfig(Section):
             return None
         address = v[len("mailto:") :] if v.lower().startswith("mailto:") else v
         # The whole value goes into the List-Unsubscribe header: printable ASCII, no spaces or brackets.
-        if not _PLAIN_ADDRESS.fullmatch(address.split("?", 1)[0]) or not re.fullmatch(
+        if not PLAIN_ADDRESS.fullmatch(address.split("?", 1)[0]) or not re.fullmatch(
             r"[\x21-\x3b=\x3f-\x7e]+", address
         ):
             raise ValueError(
@@ -244,6 +250,7 @@ class Config(Section):
     security: SecurityConfig = SecurityConfig()
     digest: DigestConfig = DigestConfig()
     semantic: SemanticConfig = SemanticConfig()
+    bounces: BouncesConfig = BouncesConfig()
     subscribers: list[SubscriberEntry] = []
     channels: list[ChannelConfig] = []
     path: Path = Path(DEFAULT_CONFIG_NAME)
@@ -287,6 +294,14 @@ class Config(Section):
             return None
         return read_secret(self.smtp.password_env, self.path, "smtp.password_env", required=True)
 
+    def bounce_imap_url(self) -> str | None:
+        """The bounce mailbox URL (imaps://user:password@host/folder), or None when IMAP polling is off."""
+        return self.bounces.imap_url(self.path)
+
+    def bounce_webhook_secret(self) -> str | None:
+        """The shared secret of POST /webhooks/bounce, or None when the webhook is off."""
+        return self.bounces.webhook_secret(self.path)
+
     def secret_key(self) -> str:
         """The key that signs tokens: from the environment, else ``security.secret_key_file``."""
         key = read_secret(self.security.secret_key_env, self.path, "security.secret_key_env", required=False)
@@ -318,7 +333,6 @@ class Config(Section):
 
 
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}")
 
 
 def _redact_url(url: str) -> str:
@@ -368,4 +382,4 @@ def crontab_for_apscheduler(expr: str) -> str:
     return " ".join(fields)
 
 
-__all__ = ["ChannelConfig", "Config", "is_loopback", "read_secret"]
+__all__ = ["PLACEHOLDER_SECRETS", "BouncesConfig", "ChannelConfig", "Config", "is_loopback", "read_secret"]

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from digest.errors import ConfigError
+
+#: Values that are never a real secret.
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "placeholder", "xxx", "replace-me"})
+#: A bare address (no display name), as the config accepts one.
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}")
 
 
 class Section(BaseModel):

@@ -1,4 +1,4 @@
-"""The sections of the optional features: [[channels]] (and the other feature sections as they come)."""
+"""The sections of the optional features: [[channels]], [bounces] (and the other feature sections as they come)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from digest.config_base import Section, read_secret
+from digest.config_base import PLACEHOLDER_SECRETS, PLAIN_ADDRESS, Section, read_secret
 from digest.errors import ConfigError
 
 
@@ -65,3 +65,67 @@ class SemanticConfig(Section):
 
     enabled: bool = False
     threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.55
+
+
+class BouncesConfig(Section):
+    """Where bounces and complaints come back (DESIGN section 12). Every way in is off until configured."""
+
+    address: str | None = None
+    lmtp_listen: str | None = None
+    imap_url_env: str | None = None
+    imap_folder: str = "INBOX"
+    imap_poll_s: Annotated[float, Field(ge=5, le=86400)] = 300
+    webhook_secret_env: str | None = None
+    soft_threshold: Annotated[float, Field(gt=0, le=1000)] = 5
+    hard_threshold: Annotated[int, Field(ge=1, le=100)] = 1
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        local, _, domain = v.rpartition("@")
+        # The local part gets "+<token>" appended: it must stay a plain dot-atom of at most 64 characters.
+        if not PLAIN_ADDRESS.fullmatch(v) or "+" in local or len(local) > 30:
+            raise ValueError(
+                f"expected a plain address like 'bounces@lists.example.org' (no '+', a local part of at "
+                f"most 30 characters), got {v!r}"
+            )
+        return f"{local}@{domain.lower()}"
+
+    @field_validator("lmtp_listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
+            raise ValueError(f"expected host:port like '127.0.0.1:8024', got {v!r}")
+        return v
+
+    @property
+    def lmtp_address(self) -> tuple[str, int] | None:
+        """(host, port) of the LMTP listener, or None when it is off."""
+        if self.lmtp_listen is None:
+            return None
+        host, _, port = self.lmtp_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def imap_url(self, path: Path) -> str | None:
+        """The bounce mailbox URL (imaps://user:password@host/folder), or None when IMAP polling is off."""
+        if not self.imap_url_env:
+            return None
+        return read_secret(self.imap_url_env, path, "bounces.imap_url_env", required=True)
+
+    def webhook_secret(self, path: Path) -> str | None:
+        """The shared secret of POST /webhooks/bounce, or None when the webhook is off."""
+        if not self.webhook_secret_env:
+            return None
+        secret = read_secret(self.webhook_secret_env, path, "bounces.webhook_secret_env", required=True)
+        if secret is None or len(secret) < 16 or secret.lower() in PLACEHOLDER_SECRETS:
+            raise ConfigError(
+                [
+                    f"{path}: bounces.webhook_secret_env: the secret is a placeholder or shorter than 16 characters"
+                ]
+            )
+        return secret

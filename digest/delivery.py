@@ -97,7 +97,6 @@ class Delivery:
         self.clock = clock
         self.options = options or RunOptions()
         self.composer = Composer.for_config(config)
-        self.sender = envelope_sender(config)
         self._papers: dict[str, Paper] = {}
         self._matcher: BatchMatcher | None = None
         self._matcher_key: frozenset[str] = frozenset()
@@ -233,7 +232,9 @@ class Delivery:
             batch.handed[row.id] = claimed
             self._tries[row.id] = self._tries.get(row.id, 0) + 1
             try:
-                result = await self.transport.send(self.sender, mail.subscriber.email, mail.message)
+                # VERP when [bounces] address is set: the bounce names this delivery.
+                sender = envelope_sender(self.config, row.id, secret=self.composer.secret)
+                result = await self.transport.send(sender, mail.subscriber.email, mail.message)
             except DeliveryError as exc:  # raised before DATA: certainly not sent
                 batch.fatal.append(exc)
                 self._tries[row.id] -= 1

@@ -23,6 +23,7 @@ from digest.models import RenderedEmail
 from digest.notices import render_admin_alert
 from digest.store import alerts
 from digest.store.db import Engine
+from digest.tokens import make_bounce_token
 
 log = logging.getLogger("digest.outgoing")
 
@@ -35,9 +36,20 @@ def dkim_signer(config: Config) -> DkimSigner | None:
     return DkimSigner.from_file(config.resolve(d.dkim_key_file), d.dkim_selector, d.dkim_domain)
 
 
-def envelope_sender(config: Config) -> str:
-    """The bare address of ``smtp.from`` (the SMTP MAIL FROM)."""
-    return parseaddr(config.smtp.from_)[1]
+def envelope_sender(config: Config, delivery_id: int | None = None, *, secret: str | None = None) -> str:
+    """The SMTP MAIL FROM of every mail of ours.
+
+    A digest (``delivery_id``) goes out with a VERP sender when ``[bounces] address`` is set,
+    ``bounces+<signed delivery id>@domain``, so that a bounce names its delivery however mangled the DSN is;
+    everything else (service mails, no bounce address) with the bare address of ``smtp.from``. ``secret``:
+    the signing key when the caller holds it already (read from the config otherwise).
+    """
+    address = config.bounces.address
+    if delivery_id is None or not address:
+        return parseaddr(config.smtp.from_)[1]
+    local, _, domain = address.rpartition("@")
+    token = make_bounce_token(secret if secret is not None else config.secret_key(), delivery_id)
+    return f"{local}+{token}@{domain}"
 
 
 def envelope_domain(config: Config) -> str:

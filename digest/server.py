@@ -31,10 +31,12 @@ from digest import pipeline
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import ServeError
+from digest.inbox import start_receivers
 from digest.mailer import SmtpSettings
 from digest.models import RunReport
 from digest.scheduler import RETRY_EVERY, missed_run_date, next_fire_time
 from digest.service import DigestService, LazyMailer, make_scheduler, sync_subscribers
+from digest.store.db import Engine
 from digest.web import create_app
 
 log = logging.getLogger("digest.server")
@@ -84,6 +86,17 @@ def _route_logs() -> None:
         logger.setLevel(level)
 
 
+def _open(config: Config) -> Engine:
+    """The store, migrated and synced with the config's subscribers; the logs routed."""
+    engine = pipeline.open_store(config)
+    # Fail at start, not at 07:00, when a secret is missing.
+    config.secret_key()
+    SmtpSettings.from_config(config)
+    sync_subscribers(config, engine)
+    _route_logs()
+    return engine
+
+
 async def serve(
     config: Config,
     *,
@@ -95,17 +108,12 @@ async def serve(
 
     ``retry_every``: how often today's unfinished run is retried (tests shorten it).
     """
-    engine = pipeline.open_store(config)
-    # Fail at start, not at 07:00, when a secret is missing.
-    config.secret_key()
-    SmtpSettings.from_config(config)
-    sync_subscribers(config, engine)
-    _route_logs()
-
+    engine = _open(config)
     mailer = LazyMailer(config)
     service = DigestService(config, engine, clock=clock)
     app = create_app(config, engine, mailer, clock=clock)
     sock = listen(config.web.host, config.web.port)
+    receivers = await start_receivers(config, engine, clock)  # bounces by LMTP / IMAP, when configured
     server = _http_server(config, app)
     scheduler = make_scheduler(service, retry_every=retry_every)
     loop = asyncio.get_running_loop()
@@ -137,6 +145,7 @@ async def serve(
             with contextlib.suppress(BaseException):
                 await catch_up
         await mailer.aclose()
+        await receivers.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()

@@ -6,11 +6,14 @@ every link mailed before.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import date
 from functools import lru_cache
 from typing import Literal
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 from digest.errors import TokenError
 
@@ -81,3 +84,36 @@ def read_digest_token(secret: str, token: str) -> tuple[int, int, date]:
     except ValueError:
         raise TokenError("this link is not valid") from None
     return int(parts[0]), int(parts[1]), day
+
+
+_BOUNCE_SALT = "paper-digest/bounce"
+#: 80 bits of signature: the whole token must fit in an address's local part (64 characters, RFC 5321).
+_BOUNCE_SIG_BYTES = 10
+
+
+@lru_cache(maxsize=16)
+def _bounce_key(secret: str) -> bytes:
+    # itsdangerous derives the purpose's key once; the per-delivery HMAC is then one call (every digest
+    # signs one envelope sender).
+    return bytes(Signer(secret, salt=_BOUNCE_SALT, digest_method=hashlib.sha256).derive_key())
+
+
+def make_bounce_token(secret: str, delivery_id: int) -> str:
+    """``<id>-<signature>`` for a VERP envelope sender: lower-case letters and digits only, because some
+    MTAs change the case of a local part; it never expires (a bounce may come days later)."""
+    return f"{delivery_id}-{_bounce_signature(secret, delivery_id)}"
+
+
+def read_bounce_token(secret: str, token: str) -> int:
+    """The delivery id in a bounce token; TokenError when it is forged or damaged."""
+    sid, _, signature = token.lower().partition("-")
+    if not (sid.isdigit() and sid.isascii() and len(sid) <= 15):
+        raise TokenError("not a bounce token")
+    if not hmac.compare_digest(signature, _bounce_signature(secret, int(sid))):
+        raise TokenError("the bounce token's signature does not match")
+    return int(sid)
+
+
+def _bounce_signature(secret: str, delivery_id: int) -> str:
+    raw = hmac.new(_bounce_key(secret), str(delivery_id).encode("ascii"), hashlib.sha256).digest()
+    return base64.b32encode(raw[:_BOUNCE_SIG_BYTES]).decode("ascii").lower()

@@ -3,7 +3,15 @@
 One module per group of commands; importing them registers the commands on ``app`` in help order.
 """
 
-from digest.cli import channels, papers, people, runs, service, setup_commands  # noqa: F401  (registers commands)
+from digest.cli import (  # noqa: F401  (registers commands)
+    channels,
+    feedback,
+    papers,
+    people,
+    runs,
+    service,
+    setup_commands,
+)
 from digest.cli.base import app
 from digest.cli.main import main
 

@@ -48,11 +48,15 @@ def subscribers(
 ) -> None:
     """List subscribers: email, status, rules, cadence, last digest."""
     from digest.pipeline import open_store
+    from digest.store.feedback import BounceSummary, bounce_summaries
     from digest.store.subscribers import list_subscribers
 
     cfg = load()
-    rows = list_subscribers(open_store(cfg))
+    engine = open_store(cfg)
+    rows = list_subscribers(engine)
     if as_json:
+        failures = bounce_summaries(engine)
+        none = BounceSummary(0, None, None)
         data: list[dict[str, Any]] = [
             {
                 "email": r.email,
@@ -60,6 +64,8 @@ def subscribers(
                 "rules": list(r.rules),
                 "cadence": str(r.cadence),
                 "last_digest_at": r.last_digest_at.isoformat() if r.last_digest_at else None,
+                "hard_bounces": failures.get(r.email, none).hard_bounces,
+                "last_failure": failures.get(r.email, none).last_failure,
             }
             for r in rows
         ]

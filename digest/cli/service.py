@@ -39,3 +39,7 @@ def demo(
     for row in result.rows:
         table.add_row(row.email, "\n".join(row.rules), str(row.papers), str(row.size), str(row.path or "-"))
     out.print(table)
+    if result.bounce is not None:
+        b = result.bounce
+        out.print(f"bounce: a DSN for {b.recipient} ({b.reason}) came back over LMTP to {b.envelope_sender}")
+        out.print(f"        {b.kind} -> {b.action}")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from digest.config_load import parse_config
-from digest.demo.smtp_sink import SmtpSink
+from digest.demo.bounce import BounceDemo, bounce_back
+from digest.demo.smtp_sink import ReceivedMessage, SmtpSink
 from digest.demo.snapshot_server import SnapshotServer
 from digest.errors import DigestError
 from digest.mailer import SmtpPool, SmtpSettings
@@ -51,6 +52,7 @@ class DemoResult:
     papers_fetched: int
     report: RunReport
     rows: list[DemoRow] = field(default_factory=list)
+    bounce: BounceDemo | None = None
 
 
 def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
@@ -77,6 +79,8 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
                 "web": {"base_url": "http://127.0.0.1:8000"},
                 "security": {"secret_key_env": "DIGEST_DEMO_UNSET_SECRET", "secret_key_file": "secret_key"},
                 "digest": {"list_id": "demo.paper-digest.example.org", "admin_email": None},
+                # VERP envelope senders: the demo's bounce names its delivery.
+                "bounces": {"address": "bounces@demo.example.org"},
             },
             work / "config.toml",
         )
@@ -85,11 +89,12 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
             add_subscriber(engine, addr, rules, now=_now(), name=name, status=SubscriberStatus.ACTIVE)
         report = asyncio.run(_run(config, engine))
         counts = delivered_counts(engine)
-        engine.dispose()
         if report.status != "done":
             raise DigestError(f"the demo run did not finish: {report.error or report.status}")
         received = list(sink.messages)
-    result = DemoResult(DEMO_DATE, report.papers_fetched, report)
+        bounce = asyncio.run(_bounce_last(config, engine, received))
+        engine.dispose()
+    result = DemoResult(DEMO_DATE, report.papers_fetched, report, bounce=bounce)
     by_recipient: dict[str, bytes] = {}
     for m in received:
         for rcpt in m.recipients:
@@ -108,6 +113,12 @@ def run_demo(out_dir: Path, *, console: Any = None) -> DemoResult:
             (out_dir / f"{stem}.html").write_text(html, encoding="utf-8")
         result.rows.append(DemoRow(addr, rules, counts.get(addr, 0), len(data), eml))
     return result
+
+
+async def _bounce_last(config: Any, engine: Any, received: list[ReceivedMessage]) -> BounceDemo:
+    """The last demo subscriber's digest comes back later as a DSN: "user unknown"."""
+    bounced = next(m for m in received if DEMO_SUBSCRIBERS[-1][0] in m.recipients)
+    return await bounce_back(config, engine, bounced.sender, bounced.recipients[0], bounced.data, _now())
 
 
 async def _run(config: Any, engine: Any) -> RunReport:

@@ -18,6 +18,8 @@ from digest.errors import StoreError
 
 #: The engine type for layers above the store: they type an engine with this and never import sqlalchemy.
 Engine: TypeAlias = sa.Engine
+#: One open connection (a transaction from ``transaction``), typed without importing sqlalchemy above the store.
+Connection: TypeAlias = sa.Connection
 #: Any error of the database layer (unreachable, locked, a conflict): callers that log and go on catch it.
 DatabaseError: TypeAlias = sa.exc.SQLAlchemyError
 #: A unique key or foreign key refused a write (another process got there first).

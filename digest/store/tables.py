@@ -196,6 +196,46 @@ class SourceDayRow(SQLModel, table=True):
     fetched_at: datetime = Field(sa_type=TZ, index=True)
 
 
+class FeedbackRow(SQLModel, table=True):
+    """One bounce, complaint or webhook event as received (migration 0004); kept even when unreadable."""
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(sa_type=TZ, index=True)
+    source: str = Field(max_length=16)  # lmtp | imap | webhook | demo
+    kind: str = Field(max_length=16)  # hard | soft | complaint | ignored | unreadable
+    email: str | None = Field(default=None, max_length=320)
+    subscriber_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("subscriber.id", ondelete="SET NULL"), nullable=True, index=True
+        ),
+    )
+    delivery_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("delivery.id", ondelete="SET NULL"), nullable=True),
+    )
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    action: str = Field(sa_type=sa.Text)
+    raw_size: int = 0
+    raw: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+
+
+class BounceScoreRow(SQLModel, table=True):
+    """Per-address bounce bookkeeping from feedback (a send accepted by the relay says nothing about it)."""
+
+    __tablename__ = "bounce_score"
+
+    subscriber_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True)
+    )
+    hard_count: int = 0
+    soft_score: float = 0.0
+    last_bounce_at: datetime | None = Field(default=None, sa_type=TZ)
+    last_reason: str | None = Field(default=None, sa_type=sa.Text)
+
+
 paper = PaperRow.__table__  # type: ignore[attr-defined]
 subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
 rule = RuleRow.__table__  # type: ignore[attr-defined]
@@ -205,4 +245,6 @@ delivered_paper = DeliveredPaperRow.__table__  # type: ignore[attr-defined]
 alert = AlertRow.__table__  # type: ignore[attr-defined]
 channel_post = ChannelPostRow.__table__  # type: ignore[attr-defined]
 source_day = SourceDayRow.__table__  # type: ignore[attr-defined]
+feedback = FeedbackRow.__table__  # type: ignore[attr-defined]
+bounce_score = BounceScoreRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

@@ -25,6 +25,7 @@ from digest.store.db import Engine
 from digest.web import archive, feeds, health, manage, more, subscribe, unsubscribe
 from digest.web.security import SecurityHeaders
 from digest.web.site import Limits, MailSender, Site
+from digest.web.webhooks import webhooks_router
 
 _STATIC_TYPES = {"style.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 
@@ -48,6 +49,7 @@ def create_app(
         app.include_router(area.router)
     app.include_router(archive.router(config, engine))  # GET /d/{token}, GET /archive/{token}
     app.include_router(feeds.router(config, engine, clock=clock))  # GET /feed/{token}.atom
+    app.include_router(webhooks_router(config, engine, clock))  # POST /webhooks/bounce
     return app
 
 

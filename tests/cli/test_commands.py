@@ -202,6 +202,8 @@ def test_admin_subscribe_list_preview_and_unsubscribe(workspace: Path, hf: Snaps
             "rules": ["agent*"],
             "cadence": "daily",
             "last_digest_at": None,
+            "hard_bounces": 0,
+            "last_failure": None,
         }
     ]
     out = workspace / "preview"
