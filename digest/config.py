@@ -215,6 +215,25 @@ class DigestConfig(_Section):
         return self
 
 
+class AdminConfig(_Section):
+    """The operator console at /admin (off unless this section exists)."""
+
+    username: Annotated[str, Field(min_length=1, max_length=64)] = "admin"
+    #: The argon2 hash ('digest admin-password' prints one) comes from this variable or NAME_FILE.
+    password_hash_env: str = "DIGEST_ADMIN_PASSWORD_HASH"
+    idle_timeout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+    max_failures_per_account: Annotated[int, Field(ge=1, le=1000)] = 5
+    max_failures_per_ip: Annotated[int, Field(ge=1, le=10000)] = 20
+    lockout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+
+    @field_validator("username")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        if not v.isprintable() or v.strip() != v:
+            raise ValueError("must be printable, without leading or trailing spaces")
+        return v
+
+
 class SubscriberEntry(_Section):
     email: str
     rules: Annotated[list[str], Field(min_length=1)]
@@ -241,6 +260,7 @@ class Config(_Section):
     security: SecurityConfig = SecurityConfig()
     digest: DigestConfig = DigestConfig()
     subscribers: list[SubscriberEntry] = []
+    admin: AdminConfig | None = None
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
     @property
@@ -265,6 +285,18 @@ class Config(_Section):
         if not self.smtp.username:
             return None
         return read_secret(self.smtp.password_env, self.path, "smtp.password_env", required=True)
+
+    def admin_password_hash(self) -> str:
+        """The console's argon2 password hash (ConfigError when [admin] is set but the hash is missing)."""
+        if self.admin is None:
+            raise ConfigError([f"{self.path}: admin: the [admin] section is not configured"])
+        key = "admin.password_hash_env"
+        value = read_secret(self.admin.password_hash_env, self.path, key, required=True)
+        if not value or not value.startswith("$argon2"):
+            raise ConfigError(
+                [f"{self.path}: {key}: expected an argon2 hash; 'digest admin-password' prints one"]
+            )
+        return value
 
     def secret_key(self) -> str:
         """The key that signs tokens: from the environment, else ``security.secret_key_file``."""

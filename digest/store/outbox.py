@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from digest.errors import RunLockedError
 from digest.models import DeliveryState
+from digest.store.settings import sending_allowed
 from digest.store.tables import alert, delivered_paper, delivery, run, subscriber
 
 #: The delivery loop holds one connection for its many small transactions (a fresh pool checkout per
@@ -296,6 +297,7 @@ _DUE = (
                 delivery.c.state == DeliveryState.RETRY, delivery.c.next_attempt_at <= sa.bindparam("now")
             ),
         ),
+        sending_allowed(),  # the kill switch: nothing is due while sending is paused
     )
     .order_by(delivery.c.id)
     .limit(sa.bindparam("limit"))
@@ -310,6 +312,7 @@ _CLAIM = (
         # The attempt count too: a row another process claimed and put back in `retry` since we read it
         # must not be sent again now (its backoff) nor with a stale count.
         delivery.c.attempts == sa.bindparam("seen_attempts"),
+        sending_allowed(),  # the kill switch, read by the claim itself: no claim while paused
     )
     .values(
         state=DeliveryState.SENDING,
@@ -347,7 +350,7 @@ def next_retry_at(bind: Bind, run_ids: Sequence[int]) -> datetime | None:
     with _tx(bind) as conn:
         value = conn.execute(
             sa.select(sa.func.min(delivery.c.next_attempt_at)).where(
-                delivery.c.run_id.in_(run_ids), delivery.c.state == DeliveryState.RETRY
+                delivery.c.run_id.in_(run_ids), delivery.c.state == DeliveryState.RETRY, sending_allowed()
             )
         ).scalar()
     return _aware(value)
