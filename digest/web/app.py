@@ -48,6 +48,7 @@ from digest.store.papers import load_papers
 from digest.store.tables import alert, run
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
+from digest.web.admin import admin_router
 from digest.web.security import CSRF_COOKIE, Csrf, SecurityHeaders, SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -386,6 +387,8 @@ def create_app(
         "app.js": (resources.files("digest") / "web" / "static" / "app.js").read_bytes(),
     }
     static_types = {"style.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+
+    app.include_router(admin_router(config, engine, clock=clock))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:

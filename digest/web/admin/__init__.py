@@ -1,0 +1,36 @@
+"""The operator console at /admin (DESIGN.md section 9; issue 16).
+
+``admin_router`` is the one hook: ``app.include_router(admin_router(config, engine, clock=clock))``.
+Without an ``[admin]`` section it has no routes, so every /admin address is the site's 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+
+from digest.config import Config
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def admin_router(config: Config, engine: sa.Engine, *, clock: Callable[[], datetime] = _utc_now) -> APIRouter:
+    """The console's routes under /admin; none at all unless ``[admin]`` is configured.
+
+    Raises ConfigError at start when ``[admin]`` is set but its password hash or the secret key is missing.
+    """
+    router = APIRouter(prefix="/admin")
+    if config.admin is None:
+        return router
+    from digest.web.admin import actions, pages
+    from digest.web.admin.console import Console
+
+    console = Console(config, engine, clock)
+    pages.register(router, console)
+    actions.register(router, console)
+    return router
