@@ -40,6 +40,7 @@ from digest.sources import fetch_days
 from digest.store import db, outbox
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
 from digest.store.papers import delivered_ids, load_papers, upsert_papers
+from digest.store.settings import sending_pause
 from digest.store.subscribers import (
     active_subscribers,
     add_subscriber,
@@ -399,7 +400,9 @@ async def _run_claimed(
             f"{report.failed} of {attempted} deliveries failed permanently",
             clock,
         )
-    if report.status == "incomplete":
+    if report.status == "incomplete" and sending_pause(engine).paused:  # the kill switch, not a failure
+        report.problems.append("sending is paused (kill switch): the rest goes out after the release")
+    elif report.status == "incomplete":
         await alert_admin(
             config,
             engine,
