@@ -155,7 +155,7 @@ def register(router: APIRouter, console: Console) -> None:
             request,
             session,
             "deliveries.html",
-            state=state,
+            shown=state,
             states=[str(s) for s in reads.PROBLEM_STATES],
             items=reads.problem_deliveries(console.engine, state, since),
             days=PROBLEM_DAYS,
