@@ -56,7 +56,7 @@ async def test_the_dashboard_shows_the_chart_runs_alerts_source_and_counts(admin
     page = await admin.client.get("/admin")
     assert page.status_code == 200
     html = page.text
-    assert '<svg viewBox="0 0 720 240" role="img"' in html
+    assert '<svg viewBox="0 0 480 230" role="img"' in html
     assert 'class="bar bar-failed"' in html and "1 failed" in html
     for name in ("sent", "failed", "uncertain", "bounced"):
         assert f'swatch-{name}"' in html  # the legend

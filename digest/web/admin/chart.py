@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 from digest.store.console import CHART_STATES, DayCounts
 
-WIDTH = 720
-HEIGHT = 240
-LEFT = 44  # room for the y axis labels
-BOTTOM = 28  # room for the day labels
+# A small canvas scaled to the screen: its labels stay readable on a 375 px phone and on a desktop.
+WIDTH = 480
+HEIGHT = 230
+LEFT = 40  # room for the y axis labels
+BOTTOM = 26  # room for the day labels
+RIGHT = 22  # room for half of the last day's label
 TOP = 10
 #: A segment with any count is at least this tall, so one failure among thousands of sent still shows.
 MIN_SEGMENT = 3.0
@@ -55,23 +57,21 @@ class Chart:
     rows: list[DayCounts]
 
 
-def _nice_max(value: int) -> int:
-    """A round axis maximum at or above ``value`` (1, 2, 5 times a power of ten)."""
-    if value <= 5:
-        return 5
+def _scale(value: int) -> tuple[int, int]:
+    """(axis maximum, tick step): a step of 1, 2 or 5 times a power of ten, at most five steps high."""
     step = 1
     while True:
         for m in (1, 2, 5):
-            if m * step >= value:
-                return m * step
+            if m * step * 5 >= value:
+                return max(m * step, -(-value // (m * step)) * m * step), m * step
         step *= 10
 
 
 def build_chart(days: list[DayCounts]) -> Chart:
     """The geometry of the stacked-bar chart of ``days`` (oldest first)."""
     plot_h = HEIGHT - TOP - BOTTOM
-    plot_w = WIDTH - LEFT - 8
-    top = _nice_max(max((d.total for d in days), default=0))
+    plot_w = WIDTH - LEFT - RIGHT
+    top, tick_step = _scale(max(4, *(d.total for d in days)))
     slot = plot_w / max(1, len(days))
     bar_w = max(2.0, slot * 0.7)
     baseline = TOP + plot_h
@@ -95,8 +95,8 @@ def build_chart(days: list[DayCounts]) -> Chart:
                     f"{day.day:%a %-d %b}: {n} {state}",
                 )
             )
-    ticks = [Tick(round(baseline - plot_h * f, 1), str(int(top * f))) for f in (0, 0.25, 0.5, 0.75, 1)]
-    step = max(1, len(days) // 6)
+    ticks = [Tick(round(baseline - plot_h * v / top, 1), str(v)) for v in range(0, top + 1, tick_step)]
+    step = max(1, -(-len(days) // 5))
     labels = [
         DayLabel(round(LEFT + i * slot + slot / 2, 1), f"{d.day:%-d %b}")
         for i, d in enumerate(days)
