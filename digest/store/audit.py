@@ -78,11 +78,25 @@ def login_failures(engine: sa.Engine, *, ip: str, username: str, since: datetime
     return FailureCounts(int(by_ip or 0), int(by_account or 0), _aware(oldest) if oldest else None)
 
 
-def record_login_failure(engine: sa.Engine, *, ip: str, username: str, now: datetime) -> None:
-    """Count one failed login (and forget the ones too old to matter)."""
+def record_login_failure(engine: sa.Engine, *, ip: str, username: str, now: datetime) -> int:
+    """Count one login attempt as failed until it succeeds (and forget the rows too old to matter).
+
+    Written before the password is checked, so that parallel guesses all see each other: at most the
+    allowed number of attempts per window ever reach the password check. Returns the row's id.
+    """
     with engine.begin() as conn:
-        conn.execute(admin_login_failure.insert().values(at=now, ip=ip[:64], username=username[:64]))
         conn.execute(admin_login_failure.delete().where(admin_login_failure.c.at < now - KEEP_FAILURES))
+        key = conn.execute(
+            admin_login_failure.insert().values(at=now, ip=ip[:64], username=username[:64])
+        ).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def forget_login_failure(engine: sa.Engine, failure_id: int) -> None:
+    """Drop one counted attempt (one refused while locked out does not extend the lock)."""
+    with engine.begin() as conn:
+        conn.execute(admin_login_failure.delete().where(admin_login_failure.c.id == failure_id))
 
 
 def clear_login_failures(engine: sa.Engine, *, username: str) -> None:

@@ -240,3 +240,20 @@ async def test_signing_out_ends_the_session(console: Any) -> None:
 
 def test_make_config_without_admin_has_none(tmp_path: Path) -> None:
     assert make_config(tmp_path, 25).admin is None
+
+
+async def test_parallel_guesses_cannot_slip_under_the_limit_together(
+    web_factory: Any, tmp_path: Path, sink: Any, waits: list[float]
+) -> None:
+    import asyncio
+
+    config = admin_config(tmp_path, sink.port, admin={"max_failures_per_account": 3})
+    web = await web_factory(config=config)
+    form = csrf_of(await web.client.get("/admin/login"))
+    guess = {"username": USER, "password": "guess", "csrf_token": form}
+    answers = await asyncio.gather(*(web.client.post("/admin/login", data=guess) for _ in range(10)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(401) <= 3 and codes.count(429) >= 7, codes
+    with web.engine.connect() as conn:
+        counted = conn.execute(sa.select(sa.func.count()).select_from(admin_login_failure)).scalar()
+    assert counted == codes.count(401), "refused attempts do not extend the lock"

@@ -111,30 +111,24 @@ class LoginGuard:
         # Wrong names are checked against a hash too, so the answer takes as long either way.
         self._decoy = hash_password(secrets.token_urlsafe(16))
 
-    def locked(self, ip: str, username: str, now: datetime) -> float:
-        """Seconds until ``ip``/``username`` may try again; 0 when not locked out."""
-        window = timedelta(minutes=self.admin.lockout_minutes)
-        counts = audit.login_failures(self.engine, ip=ip, username=username, since=now - window)
-        if (
-            counts.by_ip < self.admin.max_failures_per_ip
-            and counts.by_account < self.admin.max_failures_per_account
-        ):
-            return 0.0
-        oldest = counts.oldest or now
-        return max(1.0, (oldest + window - now).total_seconds())
-
     def check(self, ip: str, username: str, password: str, now: datetime) -> Verdict:
-        """Verify one attempt (blocking: argon2 takes tens of milliseconds; run it in a thread)."""
-        wait = self.locked(ip, username, now)
-        if wait:
-            return Verdict(False, locked_for=wait)
-        name_ok = hmac.compare_digest(username.encode(), self.admin.username.encode())
+        """Verify one attempt (blocking: argon2 takes tens of milliseconds; run it in a thread).
+
+        The attempt is counted first and the counts read after, so a burst of parallel guesses cannot all
+        slip under the limit. An attempt refused because of a lockout is not counted.
+        """
+        admin = self.admin
+        window = timedelta(minutes=admin.lockout_minutes)
+        attempt = audit.record_login_failure(self.engine, ip=ip, username=username, now=now)
+        counts = audit.login_failures(self.engine, ip=ip, username=username, since=now - window)
+        if counts.by_ip > admin.max_failures_per_ip or counts.by_account > admin.max_failures_per_account:
+            audit.forget_login_failure(self.engine, attempt)
+            oldest = counts.oldest or now
+            return Verdict(False, locked_for=max(1.0, (oldest + window - now).total_seconds()))
+        name_ok = hmac.compare_digest(username.encode(), admin.username.encode())
         password_ok = verify_password(self.password_hash if name_ok else self._decoy, password)
         if name_ok and password_ok:
             audit.clear_login_failures(self.engine, username=username)
             return Verdict(True)
-        window = timedelta(minutes=self.admin.lockout_minutes)
-        before = audit.login_failures(self.engine, ip=ip, username=username, since=now - window)
-        audit.record_login_failure(self.engine, ip=ip, username=username, now=now)
-        earlier = max(before.by_ip, before.by_account)
+        earlier = max(counts.by_ip, counts.by_account) - 1
         return Verdict(False, delay=min(MAX_FAILURE_DELAY_S, FAILURE_DELAY_S * 2 ** min(earlier, 8)))
