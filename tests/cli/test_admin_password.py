@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from digest.web.admin.auth import verify_password
 
 
@@ -43,3 +45,22 @@ def test_the_password_is_never_taken_from_the_command_line(tmp_path: Path) -> No
     done = run("admin-password", "a long enough console password", stdin="", cwd=tmp_path)
     assert done.returncode != 0
     assert "$argon2" not in done.stdout
+
+
+def test_check_config_wants_the_console_hash_once_admin_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("init", stdin="", cwd=tmp_path).returncode == 0
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text() + '\n[admin]\nusername = "ops"\n')
+    missing = run("check-config", stdin="", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        "error: config.toml: admin.password_hash_env: set $DIGEST_ADMIN_PASSWORD_HASH or "
+        "$DIGEST_ADMIN_PASSWORD_HASH_FILE (secrets never sit in the file)"
+    )
+    hashed = run("admin-password", stdin="a long enough console password\n", cwd=tmp_path).stdout.strip()
+    monkeypatch.setenv("DIGEST_ADMIN_PASSWORD_HASH", hashed)
+    ok = run("check-config", stdin="", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "/admin for 'ops'" in ok.stdout and hashed not in ok.stdout
