@@ -156,6 +156,9 @@ def test_an_operator_signs_in_finds_ada_reactivates_her_and_pauses_sending_on_a_
     expect(history).to_contain_text("550 5.1.1 <ada@example.org>: mailbox unknown")
     expect(history).to_contain_text("250 2.0.0 Ok: queued as 4F2A")
     expect(history.get_by_role("link", name="2602.00003").first).to_be_visible()
+    # Shown as cards on a phone, still a table to a screen reader: a header row and one row per delivery.
+    expect(page.get_by_role("table", name="Every delivery, newest first").get_by_role("row")).to_have_count(3)
+    expect(page.get_by_role("cell", name="550 5.1.1 <ada@example.org>: mailbox unknown")).to_be_visible()
     expect(page.locator("main")).to_contain_text("198.51.100.7")
     _fits(page)
     _shot(page, "04-subscriber-history")

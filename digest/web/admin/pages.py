@@ -4,6 +4,7 @@ the sign-in and sign-out forms; nothing here changes a subscriber or the outbox)
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from importlib import resources
 from typing import Annotated, Any
@@ -17,6 +18,8 @@ from digest.store import console as reads
 from digest.store import console_subscribers as subs
 from digest.web.admin.chart import build_chart
 from digest.web.admin.console import Console
+
+log = logging.getLogger(__name__)
 
 CHART_DAYS = 30
 SOURCE_DAYS = 14
@@ -56,6 +59,7 @@ def register(router: APIRouter, console: Console) -> None:
         ip = console.client_ip(request)
         verdict = await run_in_threadpool(console.guard.check, ip, username, password, console.clock())
         if verdict.locked_for:
+            log.warning("console sign-in refused for %s: too many failed attempts", ip)
             minutes = max(1, round(verdict.locked_for / 60))
             response = console.login_page(
                 request,
@@ -66,6 +70,7 @@ def register(router: APIRouter, console: Console) -> None:
             response.headers["retry-after"] = str(int(verdict.locked_for))
             return response
         if not verdict.ok:
+            log.info("console sign-in failed from %s", ip)
             await sleep(verdict.delay)
             return console.login_page(request, 401, username=username, error="Wrong name or password.")
         session = console.sessions.new(username, console.clock())
