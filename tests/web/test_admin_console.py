@@ -203,3 +203,15 @@ async def test_an_unknown_subscriber_or_action_is_a_404(admin: Any) -> None:
     assert (await admin.client.get("/admin/subscribers/999")).status_code == 404
     sub = ada(admin)
     assert (await post(admin, f"/admin/subscribers/{sub}/explode", confirm="yes")).status_code == 404
+
+
+async def test_a_status_from_a_later_version_never_breaks_a_page_or_an_action(admin: Any) -> None:
+    sub = ada(admin)
+    set_status(admin.engine, sub, "complained")
+    assert (await admin.client.get("/admin")).status_code == 200
+    listed = await admin.client.get("/admin/subscribers", params={"status": "complained"})
+    assert "ada@example.org" in listed.text
+    for name in ("pause", "resend", "delete"):
+        answer = await post(admin, f"/admin/subscribers/{sub}/{name}", confirm="yes")
+        assert answer.status_code in (200, 409), (name, answer.status_code)
+        assert "ada@example.org" in answer.text or "deleted" in answer.text

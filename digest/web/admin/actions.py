@@ -90,6 +90,10 @@ def register(router: APIRouter, console: Console) -> None:
             delete_subscriber_data(console.engine, sub.id, now, allow_managed=True)
         except SubscriberError as exc:
             return subscriber_view(console, request, session, subscriber_id, 409, error=str(exc))
+        except ValueError:  # a status this version has no name for (e.g. 'complained' before bounce handling)
+            return subscriber_view(
+                console, request, session, subscriber_id, 409, error=_refusal(name, sub.status)
+            )
         console.audit(request, session.username, "subscriber.delete", target)
         return subscriber_view(
             console,

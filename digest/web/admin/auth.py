@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +25,9 @@ ABSOLUTE_LIFETIME = timedelta(hours=12)
 #: The first failed login waits this long; each further failure in the window doubles it, up to the cap.
 FAILURE_DELAY_S = 0.5
 MAX_FAILURE_DELAY_S = 8.0
+#: argon2 takes tens of milliseconds and 64 MiB per check: a flood of sign-ins from many addresses waits
+#: its turn here instead of exhausting the memory of the process.
+_checking = threading.BoundedSemaphore(2)
 _hasher = PasswordHasher()
 
 
@@ -126,7 +130,8 @@ class LoginGuard:
             oldest = counts.oldest or now
             return Verdict(False, locked_for=max(1.0, (oldest + window - now).total_seconds()))
         name_ok = hmac.compare_digest(username.encode(), admin.username.encode())
-        password_ok = verify_password(self.password_hash if name_ok else self._decoy, password)
+        with _checking:
+            password_ok = verify_password(self.password_hash if name_ok else self._decoy, password)
         if name_ok and password_ok:
             audit.clear_login_failures(self.engine, username=username)
             return Verdict(True)
