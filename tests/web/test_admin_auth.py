@@ -23,7 +23,7 @@ from web_helpers import make_config
 
 from digest.errors import ConfigError
 from digest.store.tables import admin_audit, admin_login_failure
-from digest.web.admin import auth, pages
+from digest.web.admin import auth, signin
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def record(seconds: float) -> None:
         asked.append(seconds)
 
-    monkeypatch.setattr(pages, "sleep", record)
+    monkeypatch.setattr(signin, "sleep", record)
     return asked
 
 

@@ -27,10 +27,13 @@ def admin_router(config: Config, engine: sa.Engine, *, clock: Callable[[], datet
     router = APIRouter(prefix="/admin")
     if config.admin is None:
         return router
-    from digest.web.admin import actions, pages
+    from digest.web.admin.actions import Actions
     from digest.web.admin.console import Console
+    from digest.web.admin.pages import Pages
+    from digest.web.admin.signin import SignIn
 
     console = Console(config, engine, clock)
-    pages.register(router, console)
-    actions.register(router, console)
+    SignIn(console).register(router)
+    Pages(console).register(router)
+    Actions(console).register(router)
     return router

@@ -12,8 +12,9 @@ from digest.errors import SubscriberError
 from digest.store import console_subscribers as subs
 from digest.store import settings
 from digest.store.subscribers import delete_subscriber_data
+from digest.web.admin.auth import Session
 from digest.web.admin.console import Console
-from digest.web.admin.pages import ACTIONS_BY_NAME, expired_notice, subscriber_view
+from digest.web.admin.pages import ACTIONS_BY_NAME, Action, expired_notice, subscriber_view
 
 EXPIRED = "The form had expired or came from another page. Nothing was changed; try again."
 
@@ -29,15 +30,26 @@ _RESEND_TEXT = {
 }
 
 
-def register(router: APIRouter, console: Console) -> None:
-    @router.post("/subscribers/{subscriber_id}/{name}", response_class=HTMLResponse)
+class Actions:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def register(self, router: APIRouter) -> None:
+        router.add_api_route(
+            "/subscribers/{subscriber_id}/{name}", self.act, methods=["POST"], response_class=HTMLResponse
+        )
+        router.add_api_route("/sending", self.kill_switch, methods=["POST"], response_class=HTMLResponse)
+
     def act(
+        self,
         request: Request,
         subscriber_id: int,
         name: str,
         csrf_token: Annotated[str, Form()] = "",
         confirm: Annotated[str, Form()] = "",
     ) -> Response:
+        """One action on one subscriber: a confirmation page first, then (with confirm=yes) the change."""
+        console = self.console
         session = console.session(request)
         if session is None:
             return console.to_login(expired_notice(request))
@@ -56,61 +68,67 @@ def register(router: APIRouter, console: Console) -> None:
             )
         if not action.allowed(sub):
             return subscriber_view(
-                console,
-                request,
-                session,
-                subscriber_id,
-                409,
-                error=_refusal(name, sub.status),
+                console, request, session, subscriber_id, 409, error=_refusal(name, sub.status)
             )
         if confirm != "yes":
             return console.page(request, session, "confirm.html", action=action, sub=sub)
-        now = console.clock()
-        target = f"subscriber {sub.id} <{sub.email}>" if name != "delete" else f"subscriber {sub.id}"
         if action.change is not None:
-            if not subs.change_status(console.engine, sub.id, action.change, now):
-                fresh = subs.record(console.engine, sub.id)
-                status = fresh.status if fresh else "deleted"
-                return subscriber_view(
-                    console, request, session, subscriber_id, 409, error=_refusal(name, status)
-                )
-            console.audit(request, session.username, f"subscriber.{name}", target, f"was {sub.status}")
-            return subscriber_view(
-                console, request, session, subscriber_id, notice=f"Done: {action.label.lower()}."
-            )
+            return self._change(request, session, action, sub)
         if name == "resend":
-            note = f"requeued by {session.username} in the console"
-            result = subs.resend(console.engine, sub.id, console.today(), now, note)
-            console.audit(request, session.username, "subscriber.resend", target, result.value)
-            text = _RESEND_TEXT[result]
-            if result is subs.Resend.QUEUED:
-                return subscriber_view(console, request, session, subscriber_id, notice=text)
-            return subscriber_view(console, request, session, subscriber_id, 409, error=text)
+            return self._resend(request, session, sub)
+        return self._delete(request, session, sub)
+
+    def _change(
+        self, request: Request, session: Session, action: Action, sub: subs.SubscriberRecord
+    ) -> Response:
+        console = self.console
+        assert action.change is not None
+        if not subs.change_status(console.engine, sub.id, action.change, console.clock()):
+            fresh = subs.record(console.engine, sub.id)
+            status = fresh.status if fresh else "deleted"
+            return subscriber_view(
+                console, request, session, sub.id, 409, error=_refusal(action.name, status)
+            )
+        target = f"subscriber {sub.id} <{sub.email}>"
+        console.audit(request, session.username, f"subscriber.{action.name}", target, f"was {sub.status}")
+        return subscriber_view(console, request, session, sub.id, notice=f"Done: {action.label.lower()}.")
+
+    def _resend(self, request: Request, session: Session, sub: subs.SubscriberRecord) -> Response:
+        console = self.console
+        note = f"requeued by {session.username} in the console"
+        result = subs.resend(console.engine, sub.id, console.today(), console.clock(), note)
+        target = f"subscriber {sub.id} <{sub.email}>"
+        console.audit(request, session.username, "subscriber.resend", target, result.value)
+        text = _RESEND_TEXT[result]
+        if result is subs.Resend.QUEUED:
+            return subscriber_view(console, request, session, sub.id, notice=text)
+        return subscriber_view(console, request, session, sub.id, 409, error=text)
+
+    def _delete(self, request: Request, session: Session, sub: subs.SubscriberRecord) -> Response:
+        console = self.console
         try:
-            delete_subscriber_data(console.engine, sub.id, now, allow_managed=True)
+            delete_subscriber_data(console.engine, sub.id, console.clock(), allow_managed=True)
         except SubscriberError as exc:
-            return subscriber_view(console, request, session, subscriber_id, 409, error=str(exc))
+            return subscriber_view(console, request, session, sub.id, 409, error=str(exc))
         except ValueError:  # a status this version has no name for (e.g. 'complained' before bounce handling)
             return subscriber_view(
-                console, request, session, subscriber_id, 409, error=_refusal(name, sub.status)
+                console, request, session, sub.id, 409, error=_refusal("delete", sub.status)
             )
-        console.audit(request, session.username, "subscriber.delete", target)
-        return subscriber_view(
-            console,
-            request,
-            session,
-            subscriber_id,
-            notice="Every piece of this subscriber's data is deleted.",
-        )
+        # The audit names the number only: the address is what was just deleted.
+        console.audit(request, session.username, "subscriber.delete", f"subscriber {sub.id}")
+        notice = "Every piece of this subscriber's data is deleted."
+        return subscriber_view(console, request, session, sub.id, notice=notice)
 
-    @router.post("/sending", response_class=HTMLResponse)
     def kill_switch(
+        self,
         request: Request,
         action: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
         csrf_token: Annotated[str, Form()] = "",
         confirm: Annotated[str, Form()] = "",
     ) -> Response:
+        """Pause or release all sending (every process), after a confirmation page."""
+        console = self.console
         session = console.session(request)
         if session is None:
             return console.to_login(expired_notice(request))
@@ -122,18 +140,19 @@ def register(router: APIRouter, console: Console) -> None:
             return console.page(
                 request, session, "message.html", 400, heading="Unknown action", text="Nothing was changed."
             )
+        reason = reason.strip()[:500]
         if confirm != "yes":
-            return console.page(request, session, "confirm_sending.html", action=action, reason=reason[:500])
+            return console.page(request, session, "confirm_sending.html", action=action, reason=reason)
         if action == "pause":
             changed = settings.pause_sending(
-                console.engine, by=session.username, reason=reason.strip()[:500], now=console.clock()
+                console.engine, by=session.username, reason=reason, now=console.clock()
             )
             text = "Sending is paused: no new message is claimed by any process; messages in flight finish."
         else:
             changed = settings.release_sending(console.engine)
             text = "Sending is released: waiting digests go out with the next run or retry (within minutes)."
         if changed:
-            console.audit(request, session.username, f"sending.{action}", None, reason.strip()[:500] or None)
+            console.audit(request, session.username, f"sending.{action}", None, reason or None)
         else:
             text = "Nothing changed: sending was already " + ("paused." if action == "pause" else "running.")
         return console.page(request, session, "message.html", heading="Kill switch", text=text)

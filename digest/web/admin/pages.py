@@ -1,17 +1,14 @@
-"""The console's pages: sign in and out, dashboard, subscribers, deliveries, feedback, audit (all GET but
-the sign-in and sign-out forms; nothing here changes a subscriber or the outbox)."""
+"""The console's pages (all GET; nothing here changes a subscriber or the outbox): dashboard, subscribers,
+a subscriber's record and history, deliveries, feedback, audit."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections.abc import Callable
 from datetime import timedelta
-from importlib import resources
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
 
 from digest.store import audit
 from digest.store import console as reads
@@ -19,114 +16,64 @@ from digest.store import console_subscribers as subs
 from digest.web.admin.chart import build_chart
 from digest.web.admin.console import Console
 
-log = logging.getLogger(__name__)
-
 CHART_DAYS = 30
 SOURCE_DAYS = 14
 PROBLEM_DAYS = 30
-#: Patched by tests: how a failed login waits before its answer.
-sleep = asyncio.sleep
 
 
-def register(router: APIRouter, console: Console) -> None:
-    css = (resources.files("digest") / "templates" / "admin" / "admin.css").read_bytes()
+class Pages:
+    def __init__(self, console: Console) -> None:
+        self.console = console
 
-    @router.get("/static/admin.css")
-    def stylesheet() -> Response:
-        return Response(
-            css, media_type="text/css; charset=utf-8", headers={"cache-control": "public, max-age=3600"}
-        )
+    def register(self, router: APIRouter) -> None:
+        routes: list[tuple[str, Callable[..., Response]]] = [
+            ("", self.dashboard),
+            ("/", self.dashboard),
+            ("/subscribers", self.subscriber_list),
+            ("/subscribers/{subscriber_id}", self.subscriber_page),
+            ("/deliveries", self.deliveries),
+            ("/feedback", self.feedback),
+            ("/audit", self.audit_log),
+        ]
+        for path, endpoint in routes:
+            router.add_api_route(path, endpoint, methods=["GET"], response_class=HTMLResponse)
 
-    @router.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request, expired: str = "") -> Response:
-        if console.session(request) is not None:
-            return RedirectResponse("/admin", status_code=303)
-        notice = "You were signed out after a while without activity. Sign in again." if expired else ""
-        return console.login_page(request, notice=notice)
-
-    @router.post("/login", response_class=HTMLResponse)
-    async def login(
-        request: Request,
-        username: Annotated[str, Form()] = "",
-        password: Annotated[str, Form()] = "",
-        csrf_token: Annotated[str, Form()] = "",
-    ) -> Response:
-        username, password = username[:64], password[:1024]
-        if not console.login_csrf_ok(request, csrf_token):
-            return console.login_page(
-                request, 403, username=username, error="The form had expired. Sign in again."
-            )
-        ip = console.client_ip(request)
-        verdict = await run_in_threadpool(console.guard.check, ip, username, password, console.clock())
-        if verdict.locked_for:
-            log.warning("console sign-in refused for %s: too many failed attempts", ip)
-            minutes = max(1, round(verdict.locked_for / 60))
-            response = console.login_page(
-                request,
-                429,
-                username=username,
-                error=f"Too many failed sign-ins. Try again in about {minutes} minute{'s' if minutes > 1 else ''}.",
-            )
-            response.headers["retry-after"] = str(int(verdict.locked_for))
-            return response
-        if not verdict.ok:
-            log.info("console sign-in failed from %s", ip)
-            await sleep(verdict.delay)
-            return console.login_page(request, 401, username=username, error="Wrong name or password.")
-        session = console.sessions.new(username, console.clock())
-        await run_in_threadpool(console.audit, request, username, "login")
-        done = RedirectResponse("/admin", status_code=303)
-        console.set_session(done, session)
-        return done
-
-    @router.post("/logout")
-    def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
-        session = console.session(request)
-        if session is not None and not console.sessions.csrf_ok(session, csrf_token):
-            return RedirectResponse("/admin", status_code=303)  # a forged sign-out changes nothing
-        if session is not None:
-            console.audit(request, session.username, "logout")
-        return console.to_login()
-
-    @router.get("", response_class=HTMLResponse)
-    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(request: Request) -> Response:
+    def dashboard(self, request: Request) -> Response:
+        """Last 30 days, recent runs, alerts, source health, subscriber counts, the kill switch."""
+        console = self.console
         session = console.session(request)
         if session is None:
             return console.to_login(expired_notice(request))
-        today = console.today()
-        now = console.clock()
+        today, now, engine = console.today(), console.clock(), console.engine
         days = reads.daily_counts(
-            console.engine, today - timedelta(days=CHART_DAYS - 1), today, console.config.schedule.zone
+            engine, today - timedelta(days=CHART_DAYS - 1), today, console.config.schedule.zone
         )
-        cron = console.config.schedule.cron.split()
-        default_time = (
-            f"{cron[1].zfill(2)}:{cron[0].zfill(2)}"
-            if cron[0].isdigit() and cron[1].isdigit()
-            else console.config.schedule.cron
-        )
+        by_hour = reads.active_by_send_hour(engine)
         return console.page(
             request,
             session,
             "dashboard.html",
             chart=build_chart(days),
             today=today,
-            runs=reads.recent_runs(console.engine, today - timedelta(days=2)),
-            alerts=reads.open_alerts(console.engine, now - timedelta(hours=48)),
-            source=reads.source_health(console.engine, today - timedelta(days=SOURCE_DAYS - 1), today),
-            by_status=reads.subscriber_counts_by_status(console.engine),
-            by_hour=sorted(
-                reads.active_by_send_hour(console.engine).items(),
-                key=lambda kv: (kv[0] is not None, kv[0] or 0),
-            ),
-            default_time=default_time,
+            runs=reads.recent_runs(engine, today - timedelta(days=2)),
+            alerts=reads.open_alerts(engine, now - timedelta(hours=48)),
+            source=reads.source_health(engine, today - timedelta(days=SOURCE_DAYS - 1), today),
+            by_status=reads.subscriber_counts_by_status(engine),
+            by_hour=sorted(by_hour.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0)),
+            default_time=_default_time(console.config.schedule.cron),
             zone=console.config.schedule.timezone,
         )
 
-    @router.get("/subscribers", response_class=HTMLResponse)
     def subscriber_list(
-        request: Request, q: str = "", status: str = "", cadence: str = "", rule: str = "", page: int = 1
+        self,
+        request: Request,
+        q: str = "",
+        status: str = "",
+        cadence: str = "",
+        rule: str = "",
+        page: int = 1,
     ) -> Response:
+        console = self.console
         session = console.session(request)
         if session is None:
             return console.to_login(expired_notice(request))
@@ -142,15 +89,14 @@ def register(router: APIRouter, console: Console) -> None:
             paging=_paging(query, found.page, found.pages),
         )
 
-    @router.get("/subscribers/{subscriber_id}", response_class=HTMLResponse)
-    def subscriber_page(request: Request, subscriber_id: int) -> Response:
-        session = console.session(request)
+    def subscriber_page(self, request: Request, subscriber_id: int) -> Response:
+        session = self.console.session(request)
         if session is None:
-            return console.to_login(expired_notice(request))
-        return subscriber_view(console, request, session, subscriber_id)
+            return self.console.to_login(expired_notice(request))
+        return subscriber_view(self.console, request, session, subscriber_id)
 
-    @router.get("/deliveries", response_class=HTMLResponse)
-    def deliveries(request: Request, state: str = "failed") -> Response:
+    def deliveries(self, request: Request, state: str = "failed") -> Response:
+        console = self.console
         session = console.session(request)
         if session is None:
             return console.to_login(expired_notice(request))
@@ -166,19 +112,27 @@ def register(router: APIRouter, console: Console) -> None:
             days=PROBLEM_DAYS,
         )
 
-    @router.get("/feedback", response_class=HTMLResponse)
-    def feedback(request: Request) -> Response:
-        session = console.session(request)
+    def feedback(self, request: Request) -> Response:
+        session = self.console.session(request)
         if session is None:
-            return console.to_login(expired_notice(request))
-        return console.page(request, session, "feedback.html", rows=reads.feedback_rows(console.engine))
+            return self.console.to_login(expired_notice(request))
+        rows = reads.feedback_rows(self.console.engine)
+        return self.console.page(request, session, "feedback.html", rows=rows)
 
-    @router.get("/audit", response_class=HTMLResponse)
-    def audit_log(request: Request) -> Response:
-        session = console.session(request)
+    def audit_log(self, request: Request) -> Response:
+        session = self.console.session(request)
         if session is None:
-            return console.to_login(expired_notice(request))
-        return console.page(request, session, "audit.html", entries=audit.recent(console.engine, limit=200))
+            return self.console.to_login(expired_notice(request))
+        entries = audit.recent(self.console.engine, limit=200)
+        return self.console.page(request, session, "audit.html", entries=entries)
+
+
+def _default_time(cron: str) -> str:
+    """'07:00' for the schedule's cron '0 7 * * *'; the cron itself when it is not one daily time."""
+    fields = cron.split()
+    if len(fields) == 5 and fields[0].isdigit() and fields[1].isdigit():
+        return f"{fields[1].zfill(2)}:{fields[0].zfill(2)}"
+    return cron
 
 
 def expired_notice(request: Request) -> str:
