@@ -146,6 +146,7 @@ async def test_a_bounced_address_is_reactivated_and_a_complained_one_is_refused(
     assert refused.status_code == 409 and "A complaint is the person saying no" in refused.text
     with admin.engine.connect() as conn:
         assert conn.execute(sa.select(subscriber.c.status)).scalar() == "complained"
+    assert audit.recent(admin.engine)[0].detail == "refused: complained"
 
 
 async def test_resend_puts_a_failed_digest_back_once_and_refuses_a_sent_one(admin: Any) -> None:

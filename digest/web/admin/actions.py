@@ -67,9 +67,7 @@ class Actions:
                 text="No such subscriber or action.",
             )
         if not action.allowed(sub):
-            return subscriber_view(
-                console, request, session, subscriber_id, 409, error=_refusal(name, sub.status)
-            )
+            return self._refuse(request, session, name, sub.id, sub.status)
         if confirm != "yes":
             return console.page(request, session, "confirm.html", action=action, sub=sub)
         if action.change is not None:
@@ -78,6 +76,16 @@ class Actions:
             return self._resend(request, session, sub)
         return self._delete(request, session, sub)
 
+    def _refuse(
+        self, request: Request, session: Session, name: str, subscriber_id: int, status: str
+    ) -> Response:
+        """An action the subscriber's status does not allow: nothing changes; the attempt is audited."""
+        target = f"subscriber {subscriber_id}"
+        self.console.audit(request, session.username, f"subscriber.{name}", target, f"refused: {status}")
+        return subscriber_view(
+            self.console, request, session, subscriber_id, 409, error=_refusal(name, status)
+        )
+
     def _change(
         self, request: Request, session: Session, action: Action, sub: subs.SubscriberRecord
     ) -> Response:
@@ -85,10 +93,7 @@ class Actions:
         assert action.change is not None
         if not subs.change_status(console.engine, sub.id, action.change, console.clock()):
             fresh = subs.record(console.engine, sub.id)
-            status = fresh.status if fresh else "deleted"
-            return subscriber_view(
-                console, request, session, sub.id, 409, error=_refusal(action.name, status)
-            )
+            return self._refuse(request, session, action.name, sub.id, fresh.status if fresh else "deleted")
         target = f"subscriber {sub.id} <{sub.email}>"
         console.audit(request, session.username, f"subscriber.{action.name}", target, f"was {sub.status}")
         return subscriber_view(console, request, session, sub.id, notice=f"Done: {action.label.lower()}.")
