@@ -216,3 +216,17 @@ async def test_a_status_from_a_later_version_never_breaks_a_page_or_an_action(ad
         answer = await post(admin, f"/admin/subscribers/{sub}/{name}", confirm="yes")
         assert answer.status_code in (200, 409), (name, answer.status_code)
         assert "ada@example.org" in answer.text or "deleted" in answer.text
+
+
+def test_no_console_template_needs_unsafe_inline() -> None:
+    import re
+    from importlib import resources
+
+    folder = resources.files("digest") / "templates" / "admin"
+    names = [p.name for p in folder.iterdir() if p.name.endswith(".html")]
+    assert len(names) >= 10
+    for name in names:
+        text = (folder / name).read_text(encoding="utf-8")
+        assert "<script" not in text and "<style" not in text, name
+        assert not re.search(r"\sstyle=", text), f"{name}: a style attribute needs 'unsafe-inline'"
+        assert not re.search(r"\son[a-z]+=", text), f"{name}: an inline event handler"
