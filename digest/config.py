@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from digest.config_base import Section, check_http_url, is_loopback, read_secret
-from digest.config_features import ChannelConfig
+from digest.config_features import AdminConfig, ChannelConfig
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -232,6 +232,7 @@ class Config(Section):
     digest: DigestConfig = DigestConfig()
     subscribers: list[SubscriberEntry] = []
     channels: list[ChannelConfig] = []
+    admin: AdminConfig | None = None
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
     @model_validator(mode="after")
@@ -272,6 +273,12 @@ class Config(Section):
         if not self.smtp.username:
             return None
         return read_secret(self.smtp.password_env, self.path, "smtp.password_env", required=True)
+
+    def admin_password_hash(self) -> str:
+        """The console's argon2 password hash (ConfigError when [admin] is set but the hash is missing)."""
+        if self.admin is None:
+            raise ConfigError([f"{self.path}: admin: the [admin] section is not configured"])
+        return self.admin.password_hash(self.path)
 
     def secret_key(self) -> str:
         """The key that signs tokens: from the environment, else ``security.secret_key_file``."""
@@ -354,4 +361,4 @@ def crontab_for_apscheduler(expr: str) -> str:
     return " ".join(fields)
 
 
-__all__ = ["ChannelConfig", "Config", "is_loopback", "read_secret"]
+__all__ = ["AdminConfig", "ChannelConfig", "Config", "is_loopback", "read_secret"]
