@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from digest.models import DeliveryState
+from digest.models import DeliveryState, RunStatus
 from digest.store.tables import alert, delivery, paper, run, subscriber
 
 DELETED_SUFFIX = "@deleted.invalid"
@@ -171,7 +171,10 @@ def source_health(engine: sa.Engine, first: date, last: date) -> SourceHealth:
             ).all()
         )
         error = conn.execute(
-            sa.select(run.c.error).where(run.c.status == "failed").order_by(run.c.run_date.desc()).limit(1)
+            sa.select(run.c.error)
+            .where(run.c.status == RunStatus.FAILED)
+            .order_by(run.c.run_date.desc())
+            .limit(1)
         ).scalar()
     days = [last - timedelta(days=i) for i in range((last - first).days + 1)]
     source_error = error if error and "source" in error else None

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from digest.models import DeliveryState
+from digest.models import DeliveryState, RunStatus
 from digest.store.console import DELETED_SUFFIX, aware
 from digest.store.tables import delivery, rule, run, subscriber
 
@@ -246,6 +246,8 @@ def resend(engine: sa.Engine, subscriber_id: int, run_date: date, now: datetime,
         if not moved:
             return Resend.ALREADY
         conn.execute(
-            run.update().where(run.c.id == run_row.id, run.c.status == "done").values(status="incomplete")
+            run.update()
+            .where(run.c.id == run_row.id, run.c.status == RunStatus.DONE)
+            .values(status=RunStatus.INCOMPLETE)
         )
     return Resend.QUEUED
