@@ -22,7 +22,7 @@ from digest.config_base import (
     is_loopback,
     read_secret,
 )
-from digest.config_features import BouncesConfig, ChannelConfig, SemanticConfig
+from digest.config_features import AdminConfig, BouncesConfig, ChannelConfig, SemanticConfig
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -253,6 +253,7 @@ class Config(Section):
     bounces: BouncesConfig = BouncesConfig()
     subscribers: list[SubscriberEntry] = []
     channels: list[ChannelConfig] = []
+    admin: AdminConfig | None = None
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
     @model_validator(mode="after")
@@ -301,6 +302,12 @@ class Config(Section):
     def bounce_webhook_secret(self) -> str | None:
         """The shared secret of POST /webhooks/bounce, or None when the webhook is off."""
         return self.bounces.webhook_secret(self.path)
+
+    def admin_password_hash(self) -> str:
+        """The console's argon2 password hash (ConfigError when [admin] is set but the hash is missing)."""
+        if self.admin is None:
+            raise ConfigError([f"{self.path}: admin: the [admin] section is not configured"])
+        return self.admin.password_hash(self.path)
 
     def secret_key(self) -> str:
         """The key that signs tokens: from the environment, else ``security.secret_key_file``."""
@@ -382,4 +389,12 @@ def crontab_for_apscheduler(expr: str) -> str:
     return " ".join(fields)
 
 
-__all__ = ["PLACEHOLDER_SECRETS", "BouncesConfig", "ChannelConfig", "Config", "is_loopback", "read_secret"]
+__all__ = [
+    "PLACEHOLDER_SECRETS",
+    "AdminConfig",
+    "BouncesConfig",
+    "ChannelConfig",
+    "Config",
+    "is_loopback",
+    "read_secret",
+]

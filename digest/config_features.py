@@ -1,4 +1,4 @@
-"""The sections of the optional features: [[channels]], [bounces] (and the other feature sections as they come)."""
+"""The sections of the optional features: [[channels]], [semantic], [bounces], [admin]."""
 
 from __future__ import annotations
 
@@ -129,3 +129,30 @@ class BouncesConfig(Section):
                 ]
             )
         return secret
+
+
+class AdminConfig(Section):
+    """The operator console at /admin (off unless this section exists)."""
+
+    username: Annotated[str, Field(min_length=1, max_length=64)] = "admin"
+    #: The argon2 hash ('digest admin-password' prints one) comes from this variable or NAME_FILE.
+    password_hash_env: str = "DIGEST_ADMIN_PASSWORD_HASH"
+    idle_timeout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+    max_failures_per_account: Annotated[int, Field(ge=1, le=1000)] = 5
+    max_failures_per_ip: Annotated[int, Field(ge=1, le=10000)] = 20
+    lockout_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+
+    @field_validator("username")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        if not v.isprintable() or v.strip() != v:
+            raise ValueError("must be printable, without leading or trailing spaces")
+        return v
+
+    def password_hash(self, path: Path) -> str:
+        """The argon2 hash from ``$password_hash_env`` or its ``_FILE``; ConfigError when unset or not argon2."""
+        key = "admin.password_hash_env"
+        value = read_secret(self.password_hash_env, path, key, required=True)
+        if not value or not value.startswith("$argon2"):
+            raise ConfigError([f"{path}: {key}: expected an argon2 hash; 'digest admin-password' prints one"])
+        return value

@@ -38,6 +38,7 @@ from digest.planning import (
 from digest.refresh import alert_anomalies
 from digest.store import db, outbox, planning, runs
 from digest.store.db import Engine
+from digest.store.settings import sending_pause
 from digest.store.subscribers import find_subscriber
 from digest.subscriptions import check_config_subscribers, sync_subscribers
 
@@ -218,7 +219,9 @@ async def _close(run: _Run) -> RunReport:
     attempted = report.sent + report.failed
     if report.failed >= 5 and report.failed > 0.2 * attempted:
         await run.alert("bounces", f"{report.failed} of {attempted} deliveries failed permanently")
-    if status == RunStatus.INCOMPLETE:
+    if status == RunStatus.INCOMPLETE and sending_pause(run.engine).paused:  # the kill switch, not a failure
+        report.problems.append("sending is paused (kill switch): the rest goes out after the release")
+    elif status == RunStatus.INCOMPLETE:
         await run.alert(
             "retrying",
             f"{unfinished} deliveries of {run.run_date} failed temporarily and are waiting for a retry "

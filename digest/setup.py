@@ -92,4 +92,9 @@ def config_summary(cfg: Config) -> list[tuple[str, str]]:
         ("config subscribers", str(len(cfg.subscribers))),
         *channel_summary(cfg),  # [[channels]] (digest/channels/post.py)
     ]
+    if cfg.admin is not None:  # the console: its password hash must be readable before serve starts
+        cfg.admin_password_hash()
+        rows.append(
+            ("console", f"/admin for {cfg.admin.username!r}; hash from ${cfg.admin.password_hash_env}")
+        )
     return rows

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from digest.clock import maybe_utc
 from digest.models import DeliveryState, RunStatus, SubscriberStatus
 from digest.store.db import Bind, transaction
+from digest.store.settings import sending_allowed
 from digest.store.tables import delivered_paper, delivery, run, subscriber
 
 
@@ -93,6 +94,7 @@ _DUE = (
                 delivery.c.state == DeliveryState.RETRY, delivery.c.next_attempt_at <= sa.bindparam("now")
             ),
         ),
+        sending_allowed(),  # the kill switch: nothing is due while sending is paused
     )
     .order_by(delivery.c.id)
     .limit(sa.bindparam("limit"))
@@ -107,6 +109,7 @@ _CLAIM = (
         # The attempt count too: a row another process claimed and put back in `retry` since we read it
         # must not be sent again now (its backoff) nor with a stale count.
         delivery.c.attempts == sa.bindparam("seen_attempts"),
+        sending_allowed(),  # the kill switch, read by the claim itself: no claim while paused
     )
     .values(
         state=DeliveryState.SENDING,
@@ -149,6 +152,7 @@ def next_retry_at(bind: Bind, run_ids: Sequence[int], exclude: Collection[int] =
             delivery.c.run_id.in_(list(run_ids)),
             delivery.c.state == DeliveryState.RETRY,
             delivery.c.next_attempt_at.is_not(None),
+            sending_allowed(),
         )
         .order_by(delivery.c.next_attempt_at)
     )

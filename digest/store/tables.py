@@ -236,6 +236,42 @@ class BounceScoreRow(SQLModel, table=True):
     last_reason: str | None = Field(default=None, sa_type=sa.Text)
 
 
+class SettingRow(SQLModel, table=True):
+    """Operator switches every process reads from the database (the kill switch: ``sending_paused``)."""
+
+    __tablename__ = "setting"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_type=sa.Text)
+    updated_at: datetime = Field(sa_type=TZ)
+    updated_by: str | None = Field(default=None, max_length=64)
+
+
+class AdminAuditRow(SQLModel, table=True):
+    """Every action taken in the operator console: who, what, on what, when, from where."""
+
+    __tablename__ = "admin_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=TZ, index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    target: str | None = Field(default=None, max_length=320)
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+    ip: str | None = Field(default=None, max_length=64)
+
+
+class AdminLoginFailureRow(SQLModel, table=True):
+    """One failed console login; counted per address and per account over a window, in every process."""
+
+    __tablename__ = "admin_login_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=TZ, index=True)
+    ip: str = Field(max_length=64, index=True)
+    username: str = Field(max_length=64, index=True)
+
+
 paper = PaperRow.__table__  # type: ignore[attr-defined]
 subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
 rule = RuleRow.__table__  # type: ignore[attr-defined]
@@ -247,4 +283,7 @@ channel_post = ChannelPostRow.__table__  # type: ignore[attr-defined]
 source_day = SourceDayRow.__table__  # type: ignore[attr-defined]
 feedback = FeedbackRow.__table__  # type: ignore[attr-defined]
 bounce_score = BounceScoreRow.__table__  # type: ignore[attr-defined]
+setting = SettingRow.__table__  # type: ignore[attr-defined]
+admin_audit = AdminAuditRow.__table__  # type: ignore[attr-defined]
+admin_login_failure = AdminLoginFailureRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

@@ -23,6 +23,7 @@ from digest.config import Config
 from digest.errors import TokenError
 from digest.store.db import Engine
 from digest.web import archive, feeds, health, manage, more, subscribe, unsubscribe
+from digest.web.admin import admin_router
 from digest.web.security import SecurityHeaders
 from digest.web.site import Limits, MailSender, Site
 from digest.web.webhooks import webhooks_router
@@ -50,6 +51,7 @@ def create_app(
     app.include_router(archive.router(config, engine))  # GET /d/{token}, GET /archive/{token}
     app.include_router(feeds.router(config, engine, clock=clock))  # GET /feed/{token}.atom
     app.include_router(webhooks_router(config, engine, clock))  # POST /webhooks/bounce
+    app.include_router(admin_router(config, engine, clock=clock))  # /admin, a 404 without [admin]
     return app
 
 

@@ -127,3 +127,13 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def client_address(client_host: str | None, forwarded_for: str, *, trust_proxy: bool) -> str:
+    """The address per-IP limits count: the proxy's last X-Forwarded-For entry when the proxy is trusted
+    (the proxy appends the address it saw: the only entry we can trust), else the socket's peer."""
+    if trust_proxy:
+        last = forwarded_for.split(",")[-1].strip()
+        if last:
+            return last[:64]
+    return (client_host or "unknown")[:64]

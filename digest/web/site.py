@@ -27,7 +27,7 @@ from digest.store.subscribers import get_subscriber
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
 from digest.web.preview import RulePreview
-from digest.web.security import CSRF_COOKIE, Csrf, SlidingWindowLimiter
+from digest.web.security import CSRF_COOKIE, Csrf, SlidingWindowLimiter, client_address
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,11 @@ class Site:
 
     def client_ip(self, request: Request) -> str:
         """The address per-IP limits count: the proxy's last X-Forwarded-For entry when trusted."""
-        if not self.config.web.trust_proxy:
+        trust_proxy = self.config.web.trust_proxy
+        if not trust_proxy:
             self.warn_if_proxied(request)
-        else:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            # The proxy appends the address it saw: the last entry is the only one we can trust.
-            last = forwarded.split(",")[-1].strip()
-            if last:
-                return last[:64]
-        return request.client.host if request.client else "unknown"
+        host = request.client.host if request.client else None
+        return client_address(host, request.headers.get("x-forwarded-for", ""), trust_proxy=trust_proxy)
 
     def warn_if_proxied(self, request: Request) -> None:
         """Tell the operator, once per process, that every visitor shares the proxy's per-IP limits."""

@@ -26,4 +26,4 @@ def test_the_templates_link_shows_the_templates_the_app_renders() -> None:
     assert (ROOT / "templates" / "web" / "index.html").read_bytes() == (
         ROOT / "digest" / "templates" / "web" / "index.html"
     ).read_bytes()
-    assert sorted(p.name for p in (ROOT / "templates").iterdir()) == ["email", "web"]
+    assert sorted(p.name for p in (ROOT / "templates").iterdir()) == ["admin", "email", "web"]

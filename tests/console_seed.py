@@ -1,0 +1,44 @@
+"""Rows as the pipeline writes them, for the console tests (web and store)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def add_run(engine: Any, day: Any, now: Any, status: str = "done") -> int:
+    """A run row for ``day`` (as the pipeline writes it)."""
+    from digest.store.tables import run
+
+    with engine.begin() as conn:
+        key = conn.execute(
+            run.insert().values(
+                run_date=day, status=status, started_at=now, finished_at=now, papers_fetched=4
+            )
+        ).inserted_primary_key
+    return int(key[0])
+
+
+def add_delivery(engine: Any, run_id: int, subscriber_id: int, state: str, now: Any, **values: Any) -> int:
+    from digest.store.tables import delivery
+
+    with engine.begin() as conn:
+        key = conn.execute(
+            delivery.insert().values(
+                run_id=run_id,
+                subscriber_id=subscriber_id,
+                state=state,
+                attempts=values.pop("attempts", 1),
+                paper_ids=values.pop("paper_ids", ["2602.00001"]),
+                updated_at=now,
+                **values,
+            )
+        ).inserted_primary_key
+    return int(key[0])
+
+
+def set_status(engine: Any, subscriber_id: int, status: str) -> None:
+    """Write a status as a later version might (``complained`` has no enum member yet)."""
+    from digest.store.tables import subscriber
+
+    with engine.begin() as conn:
+        conn.execute(subscriber.update().where(subscriber.c.id == subscriber_id).values(status=status))
