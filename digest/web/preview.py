@@ -23,6 +23,9 @@ PREVIEW_SHOWN = 20
 PREVIEW_CACHE_S = 60.0
 MAX_RULES_TEXT = 12_000
 MAX_RULE_LINES = MAX_RULES
+#: Problems shown for one rules box; the rest are counted ("and N more"): a box of bad rules must not
+#: turn into a page hundreds of times its size.
+MAX_PROBLEMS_SHOWN = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,10 @@ def check_rules(text: str) -> tuple[list[str], list[RuleProblem]]:
         except RuleError as exc:
             shown = exc.rule.replace("\t", " ")
             problems.append(RuleProblem(number, exc.problem, shown, " " * exc.position + "^"))
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        problems = problems[:MAX_PROBLEMS_SHOWN]
+        problems.append(RuleProblem(0, f"and {more} more lines with problems", "", ""))
     return lines, problems
 
 

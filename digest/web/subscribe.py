@@ -8,15 +8,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
 
 from digest.addresses import normalize_email
+from digest.cleaning import clean_text
 from digest.errors import DigestError, SubscriberError
 from digest.models import SubscriberStatus
 from digest.notices import render_confirmation, render_reminder, render_welcome
 from digest.store import signup
 from digest.store import subscribers as repo
 from digest.store.subscriber_rows import MAX_NAME_LENGTH
+from digest.web.forms import CleanForm
 from digest.web.preview import MAX_RULES_TEXT, Preview, RuleProblem, check_rules
 from digest.web.site import MAILS_PER_ADDRESS_PER_DAY, Site, SiteDep, path_of
 
@@ -26,7 +27,7 @@ router = APIRouter()
 FORM_EXPIRED = "The form had expired or came from another site. Check it and send it again."
 
 
-class SubscribeForm(BaseModel):
+class SubscribeForm(CleanForm):
     """The fields of the subscribe form (and of the Preview button's POST)."""
 
     email: str = ""
@@ -96,7 +97,7 @@ def preview_fragment(request: Request, site: SiteDep, rules: str = "") -> HTMLRe
             status_code=429,
             headers={"retry-after": str(int(wait))},
         )
-    return site.page("_preview.html", preview=site.rule_preview(rules))
+    return site.page("_preview.html", preview=site.rule_preview(clean_text(rules)))
 
 
 @router.post("/preview", response_class=HTMLResponse)
