@@ -157,6 +157,20 @@ class AlertRow(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=TZ)
 
 
+class RateLimitRow(SQLModel, table=True):
+    """One counting window of a web limit (per IP, per address), shared by every process (migration 0009).
+
+    ``key`` is a keyed hash of what is counted: no address or IP is stored in the clear.
+    """
+
+    __tablename__ = "rate_limit"
+
+    key: str = Field(primary_key=True, max_length=64)
+    window_start: datetime = Field(sa_type=TZ)
+    hits: int = 0
+    expires_at: datetime = Field(sa_type=TZ, index=True)
+
+
 paper = PaperRow.__table__  # type: ignore[attr-defined]
 subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
 rule = RuleRow.__table__  # type: ignore[attr-defined]
@@ -164,4 +178,5 @@ run = RunRow.__table__  # type: ignore[attr-defined]
 delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
 delivered_paper = DeliveredPaperRow.__table__  # type: ignore[attr-defined]
 alert = AlertRow.__table__  # type: ignore[attr-defined]
+rate_limit = RateLimitRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

@@ -26,6 +26,7 @@ from digest.store.subscriber_rows import DELETED_DOMAIN
 from digest.store.subscribers import get_subscriber
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
+from digest.web.limits import SharedLimit
 from digest.web.preview import RulePreview
 from digest.web.security import CSRF_COOKIE, Csrf, SlidingWindowLimiter
 
@@ -89,13 +90,13 @@ class Site:
         self.clock = clock
         self.secret = config.secret_key()
         self.csrf = Csrf(self.secret)
-        self.subscribe_limiter = SlidingWindowLimiter(*limits.subscribe)
-        self.preview_limiter = SlidingWindowLimiter(*limits.preview)
-        # In memory (no column for it): the store's hourly lock holds across processes, this daily cap
-        # holds per process until a restart. It runs on the app's clock, like the hourly lock.
-        self.address_mail_limiter = SlidingWindowLimiter(
-            MAILS_PER_ADDRESS_PER_DAY, 24 * 3600.0, clock=lambda: self.clock().timestamp()
+        # The subscribe limits live in the database: every process serving the site counts together.
+        self.subscribe_limiter = SharedLimit(engine, "subscribe-ip", limits.subscribe, clock, self.secret)
+        self.address_mail_limiter = SharedLimit(
+            engine, "mail-address", (MAILS_PER_ADDRESS_PER_DAY, 24 * 3600.0), clock, self.secret
         )
+        # The preview only costs CPU: per process, in memory.
+        self.preview_limiter = SlidingWindowLimiter(*limits.preview)
         self.env = environment()
         self.secure_cookie = config.web.base_url.startswith("https://")
         self.notices = ServiceMail.for_config(config, mailer, clock)  # the one service-mail path
