@@ -13,6 +13,7 @@ from digest.config import Config
 from digest.errors import RuleError
 from digest.models import Rule
 from digest.notices import rule_lines
+from digest.paperblocks import one_line
 from digest.planning import preview_papers
 from digest.rules import BatchMatcher, explain, validate_rules
 from digest.store.db import Engine
@@ -127,11 +128,11 @@ class RulePreview:
             why = [e for e in (explain(paper, r) for r in rules) if e is not None]
             items.append(
                 PreviewItem(
-                    title=paper.title,
+                    title=one_line(paper.title),  # the digest's filter, for papers stored before cleaning
                     url=paper.url,
                     upvotes=paper.upvotes,
                     day=paper.daily_date.strftime("%a %-d %b"),
-                    why="; ".join(e.describe() for e in why),
+                    why=one_line("; ".join(e.describe() for e in why)),
                 )
             )
         return Preview(True, [], items, len(hits), PREVIEW_DAYS, seen)
