@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import DAY, mails_to, make_config, subscribe
 from smtp_server import FaultySmtpServer
@@ -101,6 +101,7 @@ _fuzz_text = st.lists(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(texts=st.lists(_fuzz_text, min_size=3, max_size=3))
+@example(texts=["\x00", "\u202e\x1b]52;c;eA==\x07", "".join(CONTROLS)])
 def test_fuzzed_text_in_every_paper_field_still_mails_every_subscriber(
     tmp_path: Path, server: FaultySmtpServer, db_url: str, texts: list[str]
 ) -> None:
