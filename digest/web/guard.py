@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -102,8 +103,8 @@ async def _has_file(scope: Scope, body: bytes) -> bool:
     try:
         async with request.form(max_files=0):
             return False
-    except MultiPartException as exc:
-        return "files" in str(exc)
+    except (MultiPartException, HTTPException) as exc:  # Starlette wraps it in a 400 inside an app
+        return "files" in str(getattr(exc, "detail", exc))
 
 
 async def _never() -> Message:
