@@ -155,39 +155,41 @@ async def test_a_new_and_a_known_address_run_the_same_statements_before_the_answ
     await _subscribe_and_confirm(await web_factory(engine=any_engine), "known@example.org")
     traces = []
     for n, address in enumerate(("known@example.org", "new@example.org")):
-        web: Web = await web_factory(engine=any_engine, ip=f"198.51.100.{n + 1}")
-        token = await web.form_token()
-        trace: list[str] = []
-        answered = [False]
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if not answered[0]:
-                trace.append(statement)
-
-        app = web.app
-
-        async def watch(scope: Any, receive: Any, send: Any) -> None:
-            async def spy(message: Any) -> None:
-                if message["type"] == "http.response.start":
-                    answered[0] = True
-                await send(message)
-
-            await app(scope, receive, spy)
-
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=watch, client=(f"198.51.100.{n + 1}", 4000)),
-            base_url=BASE,
-            cookies=web.client.cookies,
-        )
-        sa.event.listen(any_engine, "before_cursor_execute", record)
-        try:
-            async with client:
-                answer = await client.post(
-                    "/subscribe", data={"email": address, "rules": "agents", "csrf_token": token}
-                )
-        finally:
-            sa.event.remove(any_engine, "before_cursor_execute", record)
-        assert answer.status_code == 200
-        traces.append(trace)
+        ip = f"198.51.100.{n + 1}"
+        web: Web = await web_factory(engine=any_engine, ip=ip)
+        traces.append(await _statements_before_answer(web, any_engine, address, ip))
     assert traces[0] == traces[1]
     assert all("subscriber" not in s for s in traces[0]), "nothing about the address before the answer"
+
+
+async def _statements_before_answer(web: Web, engine: sa.Engine, address: str, ip: str) -> list[str]:
+    """The SQL the subscribe form runs for ``address`` before the answer starts."""
+    token = await web.form_token()
+    trace: list[str] = []
+    answered = [False]
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not answered[0]:
+            trace.append(statement)
+
+    async def watch(scope: Any, receive: Any, send: Any) -> None:
+        async def spy(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                answered[0] = True
+            await send(message)
+
+        await web.app(scope, receive, spy)
+
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=watch, client=(ip, 4000)), base_url=BASE, cookies=web.client.cookies
+    )
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        async with client:
+            answer = await client.post(
+                "/subscribe", data={"email": address, "rules": "agents", "csrf_token": token}
+            )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert answer.status_code == 200
+    return trace
