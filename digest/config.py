@@ -6,6 +6,7 @@ variable or from the file named by ``NAME_FILE`` (:func:`read_secret`).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -131,6 +132,25 @@ class WebConfig(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     trust_proxy: bool = False
+    #: The reverse proxies whose X-Forwarded-For is believed (with trust_proxy): addresses or networks.
+    trusted_proxies: list[str] = ["127.0.0.0/8", "::1/128"]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"expected IP addresses or networks like '10.0.0.0/8', got {item!r}"
+                ) from None
+        return [item.strip() for item in v]
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` parsed."""
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
 
     @field_validator("base_url")
     @classmethod

@@ -182,6 +182,20 @@ class ChannelPostRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=TZ)
 
 
+class RateLimitRow(SQLModel, table=True):
+    """One counting window of a web limit (per IP, per address), shared by every process (migration 0009).
+
+    ``key`` is a keyed hash of what is counted: no address or IP is stored in the clear.
+    """
+
+    __tablename__ = "rate_limit"
+
+    key: str = Field(primary_key=True, max_length=64)
+    window_start: datetime = Field(sa_type=TZ)
+    hits: int = 0
+    expires_at: datetime = Field(sa_type=TZ, index=True)
+
+
 paper = PaperRow.__table__  # type: ignore[attr-defined]
 subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
 rule = RuleRow.__table__  # type: ignore[attr-defined]
@@ -190,4 +204,5 @@ delivery = DeliveryRow.__table__  # type: ignore[attr-defined]
 delivered_paper = DeliveredPaperRow.__table__  # type: ignore[attr-defined]
 alert = AlertRow.__table__  # type: ignore[attr-defined]
 channel_post = ChannelPostRow.__table__  # type: ignore[attr-defined]
+rate_limit = RateLimitRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

@@ -10,6 +10,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "digest_csrf"
@@ -127,3 +130,22 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def slash_redirect(app: ASGIApp, request: Request) -> RedirectResponse | None:
+    """For ``/manage/x/`` (a route without the slash), a redirect to ``/manage/x``; else None.
+
+    Starlette's own slash redirect is off: it builds an absolute URL from the request's Host header, so a
+    forged Host made us point visitors at another site. This one is root-relative, and collapses leading
+    slashes so that it can never read as ``//other.host``.
+    """
+    path = request.url.path
+    if not path.endswith("/") or path == "/":
+        return None
+    target = "/" + path.strip("/")
+    router: Router = getattr(app, "router")  # noqa: B009 - FastAPI and Starlette apps both have one
+    scope = {**request.scope, "path": target}
+    if not any(route.matches(scope)[0] != Match.NONE for route in router.routes):
+        return None
+    query = request.url.query
+    return RedirectResponse(target + (f"?{query}" if query else ""), status_code=307)

@@ -26,6 +26,7 @@ from digest.store.subscriber_rows import DELETED_DOMAIN
 from digest.store.subscribers import get_subscriber
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
+from digest.web.limits import SharedLimit
 from digest.web.preview import RulePreview
 from digest.web.security import CSRF_COOKIE, Csrf, SlidingWindowLimiter
 
@@ -38,7 +39,17 @@ PROXY_WARNING = (
     "address; set trust_proxy = true behind a reverse proxy"
 )
 #: Headers a reverse proxy adds: a request carrying one came through a proxy, even from 127.0.0.1.
-_PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+_PROXY_HEADERS = (
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "forwarded",
+    "x-real-ip",
+    "via",
+)
 
 # The proxy warning is logged once per process, however many apps or requests there are.
 _proxy_warned = threading.Event()
@@ -79,13 +90,13 @@ class Site:
         self.clock = clock
         self.secret = config.secret_key()
         self.csrf = Csrf(self.secret)
-        self.subscribe_limiter = SlidingWindowLimiter(*limits.subscribe)
-        self.preview_limiter = SlidingWindowLimiter(*limits.preview)
-        # In memory (no column for it): the store's hourly lock holds across processes, this daily cap
-        # holds per process until a restart. It runs on the app's clock, like the hourly lock.
-        self.address_mail_limiter = SlidingWindowLimiter(
-            MAILS_PER_ADDRESS_PER_DAY, 24 * 3600.0, clock=lambda: self.clock().timestamp()
+        # The subscribe limits live in the database: every process serving the site counts together.
+        self.subscribe_limiter = SharedLimit(engine, "subscribe-ip", limits.subscribe, clock, self.secret)
+        self.address_mail_limiter = SharedLimit(
+            engine, "mail-address", (MAILS_PER_ADDRESS_PER_DAY, 24 * 3600.0), clock, self.secret
         )
+        # The preview only costs CPU: per process, in memory.
+        self.preview_limiter = SlidingWindowLimiter(*limits.preview)
         self.env = environment()
         self.secure_cookie = config.web.base_url.startswith("https://")
         self.notices = ServiceMail.for_config(config, mailer, clock)  # the one service-mail path
@@ -105,16 +116,25 @@ class Site:
         return self.page("message.html", status, heading=heading, text=text, **extra)
 
     def client_ip(self, request: Request) -> str:
-        """The address per-IP limits count: the proxy's last X-Forwarded-For entry when trusted."""
+        """The address per-IP limits count: the socket peer, or (with ``trust_proxy``, on a connection from
+        one of ``trusted_proxies``) the right-most X-Forwarded-For entry that is not a trusted proxy."""
+        peer = request.client.host if request.client else "unknown"
         if not self.config.web.trust_proxy:
             self.warn_if_proxied(request)
-        else:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            # The proxy appends the address it saw: the last entry is the only one we can trust.
-            last = forwarded.split(",")[-1].strip()
-            if last:
-                return last[:64]
-        return request.client.host if request.client else "unknown"
+            return peer
+        networks = self.config.web.proxy_networks
+        if not _in(peer, networks):
+            return peer  # anyone can send the header: only our proxy's word counts
+        hops = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+        # Each proxy appends the address it saw: walk back from the right past our own proxies.
+        for hop in reversed([h.strip() for h in hops if h.strip()]):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                return peer  # garbage in the chain: count the proxy itself, never a made-up string
+            if not _in(hop, networks):
+                return hop
+        return peer
 
     def warn_if_proxied(self, request: Request) -> None:
         """Tell the operator, once per process, that every visitor shares the proxy's per-IP limits."""
@@ -129,8 +149,10 @@ class Site:
     def is_local(self, request: Request) -> bool:
         """True for a request from this machine that no proxy forwarded (the container's health check).
 
-        Behind a proxy (``trust_proxy``) never: a bare proxy_pass adds no forwarding header, so every public
-        request would look local.
+        Decided from the socket peer (uvicorn does not rewrite it: ``serve`` turns its proxy headers off),
+        never from a forwarded address. Any forwarding header (-For, -Host, -Proto, Forwarded, Via...) means
+        a proxy is in between; behind a proxy (``trust_proxy``) never: a bare proxy_pass adds no forwarding
+        header, so every public request would look local.
         """
         if self.config.web.trust_proxy or any(name in request.headers for name in _PROXY_HEADERS):
             return False
@@ -218,6 +240,14 @@ class Site:
             await self.notices.send(sub.email, rendered, unsubscribe, f"{kind} mail to subscriber {sub.id}")
         except Exception:  # a bug in a transport: logged, never the visitor's problem
             log.exception("%s mail to subscriber %s could not be sent", kind, sub.id)
+
+
+def _in(host: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
 
 
 def current_site(request: Request) -> Site:
