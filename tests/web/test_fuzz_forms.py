@@ -80,6 +80,9 @@ async def test_no_form_field_can_make_the_site_fail(
         manage["rules"] = f"{values[1]}diffusion{values[2]}"
     _no_crash(await web.client.post(links["manage"], data=manage), caplog)
     _no_crash(await web.client.get(f"/manage/{quote(values[3], safe='')}"), caplog)
+    # Issue 15's pages take their input in the path (a signed token): any text there is a clean refusal.
+    for page in ("/d/{}", "/archive/{}", "/feed/{}.atom"):
+        _no_crash(await web.client.get(page.format(quote(values[4], safe=""))), caplog)
     # The site still works for the next visitor: a new address gets its confirmation mail.
     web.new_mail()
     web.clock.advance(hours=2)

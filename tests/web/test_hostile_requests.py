@@ -13,10 +13,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from test_web_routes import SECRET_DETAIL, _failed_run_with_an_smtp_alert, _subscribe_and_confirm
-from web_helpers import BASE, NOW, Web, make_config, week_of_papers
+from web_helpers import BASE, NOW, SECRET, Web, make_config, week_of_papers
 
+from digest.notices import archive_url, digest_url, feed_url
 from digest.store import db
 from digest.store.papers import upsert_papers
+from digest.store.subscribers import find_subscriber
 from digest.web.guard import MAX_BODY
 from digest.web.security import SECURITY_HEADERS
 
@@ -193,3 +195,30 @@ async def _statements_before_answer(web: Web, engine: sa.Engine, address: str, i
         sa.event.remove(engine, "before_cursor_execute", record)
     assert answer.status_code == 200
     return trace
+
+
+async def _reader_pages(web: Web) -> list[str]:
+    """Issue 15's pages (web view, archive, feed) of a confirmed subscriber, by their real links."""
+    await _subscribe_and_confirm(web, "reader@example.org")
+    sub = find_subscriber(web.engine, "reader@example.org")
+    assert sub is not None
+    urls = [
+        digest_url(web.config, SECRET, sub, NOW.date()),
+        archive_url(web.config, SECRET, sub),
+        feed_url(web.config, SECRET, sub),
+    ]
+    return [url.removeprefix(web.config.web.base_url) for url in urls]
+
+
+async def test_the_web_view_archive_and_feed_carry_the_guard_and_the_security_headers(web: Web) -> None:
+    for path in await _reader_pages(web):
+        answer = await web.client.get(path)
+        assert answer.status_code < 500, path
+        for name, _value in SECURITY_HEADERS:
+            assert name.decode() in answer.headers, (path, name)
+        forged = await web.client.get(path[:-8] + "AAAAAAAA")
+        assert forged.status_code < 500 and "x-frame-options" in forged.headers, path
+        big = await web.client.post(path, content=b"x" * (MAX_BODY + 1))
+        assert big.status_code == 413 and "content-security-policy" in big.headers, path
+        file_part = await web.client.post(path, files={"file": ("a.bin", b"\0" * 1000, "text/plain")})
+        assert file_part.status_code == 400, path
