@@ -6,6 +6,7 @@ variable or from the file named by ``NAME_FILE`` (:func:`read_secret`).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from digest.config_base import (
     PLAIN_ADDRESS,
     Section,
     check_http_url,
+    crontab_for_apscheduler,
     is_loopback,
     read_secret,
 )
@@ -150,6 +152,25 @@ class WebConfig(Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     trust_proxy: bool = False
+    #: The reverse proxies whose X-Forwarded-For is believed (with trust_proxy): addresses or networks.
+    trusted_proxies: list[str] = ["127.0.0.0/8", "::1/128"]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"expected IP addresses or networks like '10.0.0.0/8', got {item!r}"
+                ) from None
+        return [item.strip() for item in v]
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` parsed."""
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
 
     @field_validator("base_url")
     @classmethod
@@ -352,49 +373,13 @@ def _redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
 
 
-_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def crontab_for_apscheduler(expr: str) -> str:
-    """A standard crontab line as APScheduler 3 reads it: numeric weekdays become names.
-
-    APScheduler numbers weekdays from 0 = Monday while cron uses 0 (or 7) = Sunday, so "0 7 * * 1" would
-    fire on Tuesdays. Names mean the same to both.
-    """
-    fields = expr.split()
-    if len(fields) != 5:
-        return expr
-
-    def item(part: str) -> str:
-        value, _, step_text = part.partition("/")
-        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
-        if value == "*":
-            low, high = 0, 6
-        elif value.isdigit():
-            low = high = int(value)
-            if step is not None:  # "1/2": from 1 to the end of the week
-                high = 6
-        elif "-" in value and all(x.isdigit() for x in value.split("-", 1)):
-            low, high = (int(x) for x in value.split("-", 1))
-        else:
-            return part  # names (mon-fri) or something APScheduler will judge
-        if step is None and value == "*":
-            return part
-        if not (0 <= low <= 7 and 0 <= high <= 7 and low <= high):
-            return part
-        days = sorted({_CRON_DAYS[d] for d in range(low, high + 1, step or 1)}, key=_CRON_DAYS.index)
-        return ",".join(days)
-
-    fields[4] = ",".join(item(p) for p in fields[4].split(","))
-    return " ".join(fields)
-
-
 __all__ = [
     "PLACEHOLDER_SECRETS",
     "AdminConfig",
     "BouncesConfig",
     "ChannelConfig",
     "Config",
+    "crontab_for_apscheduler",
     "is_loopback",
     "read_secret",
 ]

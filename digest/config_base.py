@@ -58,3 +58,40 @@ def read_secret(env_name: str, path: Path, key: str, *, required: bool) -> str |
             [f"{path}: {key}: set ${env_name} or ${env_name}_FILE (secrets never sit in the file)"]
         )
     return None
+
+
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def crontab_for_apscheduler(expr: str) -> str:
+    """A standard crontab line as APScheduler 3 reads it: numeric weekdays become names.
+
+    APScheduler numbers weekdays from 0 = Monday while cron uses 0 (or 7) = Sunday, so "0 7 * * 1" would
+    fire on Tuesdays. Names mean the same to both.
+    """
+    fields = expr.split()
+    if len(fields) != 5:
+        return expr
+
+    def item(part: str) -> str:
+        value, _, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if value == "*":
+            low, high = 0, 6
+        elif value.isdigit():
+            low = high = int(value)
+            if step is not None:  # "1/2": from 1 to the end of the week
+                high = 6
+        elif "-" in value and all(x.isdigit() for x in value.split("-", 1)):
+            low, high = (int(x) for x in value.split("-", 1))
+        else:
+            return part  # names (mon-fri) or something APScheduler will judge
+        if step is None and value == "*":
+            return part
+        if not (0 <= low <= 7 and 0 <= high <= 7 and low <= high):
+            return part
+        days = sorted({_CRON_DAYS[d] for d in range(low, high + 1, step or 1)}, key=_CRON_DAYS.index)
+        return ",".join(days)
+
+    fields[4] = ",".join(item(p) for p in fields[4].split(","))
+    return " ".join(fields)

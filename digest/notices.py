@@ -14,6 +14,7 @@ from markupsafe import escape
 
 from digest.config import Config
 from digest.models import Cadence, RenderedEmail, Subscriber
+from digest.paperblocks import one_line
 from digest.templating import environment
 from digest.tokens import make_digest_token, make_token
 
@@ -50,13 +51,9 @@ def feed_url(config: Config, secret: str, sub: Subscriber) -> str:
     return f"{config.web.base_url}/feed/{make_token(secret, 'feed', sub.id, sub.token_version)}.atom"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.replace("\0", " ").split())
-
-
 def _render(kind: str, context: dict[str, object]) -> RenderedEmail:
     env = environment()
-    subject = _one_line(env.get_template(f"email/{kind}.subject.j2").render(**context))
+    subject = one_line(env.get_template(f"email/{kind}.subject.j2").render(**context))
     full = {**context, "subject": subject}
     text = env.get_template(f"email/{kind}.txt.j2").render(**full)
     html = env.get_template(f"email/{kind}.html.j2").render(**full)
@@ -68,8 +65,9 @@ def _common(config: Config, sub: Subscriber) -> dict[str, object]:
         "title": config.digest.title,
         "postal_address": config.digest.postal_address,
         "email": sub.email,
-        "name": _one_line(sub.name) if sub.name else "",
-        "rules": [r.query for r in sub.rules],
+        # The digest's own filter: no control, bidi override or NUL reaches a mail, whatever stored them.
+        "name": one_line(sub.name) if sub.name else "",
+        "rules": [one_line(r.query) for r in sub.rules],
     }
 
 
@@ -125,7 +123,7 @@ def render_admin_alert(subject_line: str, detail: str, *, prefix: str = "") -> R
 
     The subject is made one line (no header injection from an error text); ``prefix`` goes in front of it.
     """
-    subject = _one_line(f"{prefix} {subject_line}" if prefix else subject_line)[:200]
+    subject = one_line(f"{prefix} {subject_line}" if prefix else subject_line)[:200]
     body = detail.replace("\0", "").rstrip() + "\n"
     html = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -162,7 +162,7 @@ def _http_server(config: Config, app: FastAPI) -> _Server:
             # Access logs would hold the secret tokens of /u/..., /manage/... and /confirm/... URLs.
             access_log=False,
             timeout_graceful_shutdown=HTTP_GRACE_S,
-            proxy_headers=config.web.trust_proxy,
+            proxy_headers=False,  # the app reads X-Forwarded-For itself, from trusted proxies only
         )
     )
 

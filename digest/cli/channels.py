@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from digest.cleaning import visible
 from digest.cli.base import app, load, out
 from digest.errors import DigestError
 
@@ -22,4 +23,5 @@ def channels_test(name: Annotated[str, typer.Argument(help="The channel's name i
     answer = asyncio.run(post_sample(load(), name))
     if answer.verdict != "posted":
         raise DigestError(f"channel {name}: the webhook did not take the sample: {answer.reply}")
-    out.print(f"channel {name}: sample posted ({answer.reply})")
+    # The reply is the webhook server's text: shown with its control characters as escapes.
+    out.print(f"channel {visible(name)}: sample posted ({visible(answer.reply)})")

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from digest.cleaning import visible_lines
 from digest.cli.base import app, err, state
 from digest.errors import DigestError
 
@@ -22,7 +23,7 @@ def main() -> None:
     except DigestError as exc:
         if state.verbose:
             logging.getLogger("digest").exception("failed")
-        lines = str(exc).splitlines() or [type(exc).__name__]
+        lines = visible_lines(exc) if str(exc) else [type(exc).__name__]  # may quote outside text
         err.print(f"error: {lines[0]}", markup=False)
         for line in lines[1:]:
             err.print(line, markup=False)

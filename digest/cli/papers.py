@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from digest.cleaning import visible, visible_json
 from digest.cli.base import DateOption, app, load, out, parse_date
 from digest.errors import DigestError
 
@@ -29,11 +30,11 @@ def fetch(
     engine = open_store(cfg)
     papers = asyncio.run(fetch_and_store(cfg, engine, when))
     if as_json:
-        sys.stdout.write(json.dumps([p.to_json() for p in papers], ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(visible_json([p.to_json() for p in papers], indent=2) + "\n")
         return
     table = Table("day", "id", "upvotes", "title")
     for p in sorted(papers, key=lambda p: (p.daily_date, -p.upvotes), reverse=True):
-        table.add_row(p.daily_date.isoformat(), p.id, str(p.upvotes), Text(p.title))  # scraped: no markup
+        table.add_row(p.daily_date.isoformat(), p.id, str(p.upvotes), Text(visible(p.title)))  # scraped
     out.print(table)
     out.print(f"{len(papers)} papers stored")
 
@@ -77,12 +78,12 @@ def match(
     matched = BatchMatcher(papers, likes=scores).select([Rule(query=query)])
     if as_json:
         result = [{"id": m.paper.id, "why": [w.describe() for w in m.why]} for m in matched]
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        sys.stdout.write(visible_json(result) + "\n")
         return
     for m in matched:
-        out.print(Text.assemble((m.paper.id, "bold"), f"  {m.paper.upvotes:>4}▲  ", m.paper.title))
+        out.print(Text.assemble((m.paper.id, "bold"), f"  {m.paper.upvotes:>4}▲  ", visible(m.paper.title)))
         for w in m.why:
-            out.print(f"    matched: {w.describe()}")
+            out.print(f"    matched: {visible(w.describe())}")
     out.print(f"{len(matched)} of {len(papers)} papers matched")
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from digest.cleaning import visible, visible_json
 from digest.cli.base import app, load, out
 
 
@@ -28,7 +28,7 @@ def subscribe(
 
     cfg = load()
     sub = asyncio.run(admin_subscribe(cfg, open_store(cfg), email, rule, name=name, confirmed=confirmed))
-    out.print(f"{sub.email}: {sub.status} with {len(sub.rules)} rule(s)")
+    out.print(f"{visible(sub.email)}: {sub.status} with {len(sub.rules)} rule(s)")
 
 
 @app.command()
@@ -39,7 +39,7 @@ def unsubscribe(email: Annotated[str, typer.Argument(help="The subscriber's addr
 
     cfg = load()
     admin_unsubscribe(cfg, open_store(cfg), email)
-    out.print(f"{email}: unsubscribed")
+    out.print(f"{visible(email)}: unsubscribed")
 
 
 @app.command()
@@ -69,15 +69,15 @@ def subscribers(
             }
             for r in rows
         ]
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(visible_json(data, indent=2) + "\n")
         return
     table = Table("email", "status", "cadence", "rules", "last digest")
     for r in rows:
         table.add_row(
-            r.email,
+            visible(r.email),
             str(r.status),
             str(r.cadence),
-            "\n".join(r.rules),
+            "\n".join(visible(rule) for rule in r.rules),
             r.last_digest_at.strftime("%Y-%m-%d %H:%M") if r.last_digest_at else "-",
         )
     out.print(table)

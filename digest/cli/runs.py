@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from digest.cleaning import visible
 from digest.cli.base import DateOption, app, err, load, out, parse_date
 
 
@@ -29,10 +30,10 @@ def preview(
     when = parse_date(day, cfg)
     files = preview_digest(cfg, open_store(cfg), email, when, out_dir)
     if not files:
-        out.print(f"{email}: no new matching papers for {when}")
+        out.print(f"{visible(email)}: no new matching papers for {when}")
         return
     for f in files:
-        out.print(f"wrote {f}")
+        out.print(f"wrote {visible(f)}")
 
 
 @app.command()
@@ -55,7 +56,7 @@ def run(
         report = run_from_cli(cfg, when, dry_run=dry_run, out_dir=out_dir, progress=progress)
     if report.status == "locked":
         # Not an error: the other process owns this date and will finish it (and report it).
-        out.print(report.error)
+        out.print(visible(report.error))
         return
     _print_report(report)
     if report.status != "done":
@@ -100,6 +101,6 @@ def _print_report(report: Any) -> None:
     table.add_row("messages/s", f"{report.messages_per_s:.1f}")
     out.print(table)
     for problem in report.problems:
-        err.print(f"warning: {problem}")
+        err.print(f"warning: {visible(problem)}")
     if report.error:
-        err.print(f"error: {report.error}")
+        err.print(f"error: {visible(report.error)}")

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from digest.cleaning import clean_value
 from digest.errors import SourceError
 from digest.models import Paper
 
@@ -45,6 +46,12 @@ def http_url(value: str | None) -> str | None:
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _clean(cls, v: object) -> object:
+        # The edge: every scraped string loses NUL, controls and bidi overrides before anything reads it.
+        return clean_value(v)
 
 
 class Author(_Lenient):

@@ -36,6 +36,9 @@ __all__ = [
 
 #: At most one confirmation mail per address in this window (the lock against subscription bombing).
 CONFIRMATION_INTERVAL = timedelta(hours=1)
+#: An address that said no (unsubscribed) gets at most one confirmation mail from the form in this window,
+#: until it confirms again.
+RESUBSCRIBE_INTERVAL = timedelta(days=7)
 
 
 class SubscribeOutcome(enum.StrEnum):
@@ -49,6 +52,8 @@ class SubscribeOutcome(enum.StrEnum):
         "active"  # already subscribed (active or paused): nothing changed; remind them of the manage link
     )
     MANAGED = "managed"  # managed by the config file: nothing changed, no mail
+    # the address bounced: nothing changed and no mail, ever, from the form (the visitor sees the same page)
+    BOUNCED = "bounced"
     # new rules or name for a not-yet-active address mailed a confirmation less than an hour ago: nothing
     # changed and no mail goes out (the link in that mail keeps confirming what its owner asked for)
     TOO_SOON = "too_soon"
@@ -65,9 +70,10 @@ def request_subscription(
 ) -> tuple[Subscriber, SubscribeOutcome]:
     """What the web's subscribe form does, in one transaction, for any state of the address.
 
-    A pending, unsubscribed or bounced address gets the new rules and consent and is pending again; an
-    active or paused one is left alone (a stranger must not be able to change someone's rules) and so is a
-    config-managed one. The caller answers the same page in every case.
+    A pending or unsubscribed address gets the new rules and consent and is pending again (an unsubscribed
+    one at most once per RESUBSCRIBE_INTERVAL); an active or paused one is left alone (a stranger must not be
+    able to change someone's rules) and so are a config-managed and a bounced one (no mail to an address
+    that bounced). The caller answers the same page in every case.
 
     Anyone can send the form for any address, so when it changes the rules or name of a pending (or
     unsubscribed/bounced) address, ``token_version`` is bumped: a confirmation link mailed before (which the
@@ -84,6 +90,8 @@ def request_subscription(
                     return sub, SubscribeOutcome.MANAGED
                 if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
                     return sub, SubscribeOutcome.ACTIVE
+                if sub.status == SubscriberStatus.BOUNCED:
+                    return sub, SubscribeOutcome.BOUNCED
                 return _renew(conn, sub, form)
         except sa.exc.IntegrityError:
             continue
@@ -118,13 +126,13 @@ def _insert(conn: sa.Connection, form: _Form) -> Subscriber:
 
 
 def _renew(conn: sa.Connection, sub: Subscriber, form: _Form) -> tuple[Subscriber, SubscribeOutcome]:
-    """A pending, unsubscribed or bounced address asks again: pending with the new rules and consent."""
+    """A pending or unsubscribed address asks again: pending with the new rules and consent."""
     outcome = (
         SubscribeOutcome.PENDING if sub.status == SubscriberStatus.PENDING else SubscribeOutcome.RESUBSCRIBED
     )
     changed = [r.query for r in sub.rules] != form.queries or sub.name != form.name
     where = [subscriber.c.id == sub.id]
-    if changed:
+    if changed or sub.status == SubscriberStatus.UNSUBSCRIBED:
         # While the last confirmation mail is fresh (its link is the one the owner will click),
         # nobody can swap the rules under it: the conditional update changes nothing.
         where.append(_confirmation_claim_free(form.when))
@@ -164,10 +172,16 @@ def confirm_subscriber(engine: sa.Engine, subscriber_id: int, *, now: datetime) 
 
 
 def _confirmation_claim_free(when: datetime) -> sa.ColumnElement[bool]:
-    """No confirmation mail went to this row within CONFIRMATION_INTERVAL before ``when``."""
+    """No confirmation mail went to this row within CONFIRMATION_INTERVAL before ``when`` (within
+    RESUBSCRIBE_INTERVAL for an address that unsubscribed and has not confirmed since)."""
+    last = subscriber.c.last_confirmation_sent_at
+    said_no = sa.or_(
+        subscriber.c.status == SubscriberStatus.UNSUBSCRIBED.value, subscriber.c.unsubscribed_at.is_not(None)
+    )
     return sa.or_(
-        subscriber.c.last_confirmation_sent_at.is_(None),
-        subscriber.c.last_confirmation_sent_at <= when - CONFIRMATION_INTERVAL,
+        last.is_(None),
+        sa.and_(sa.not_(said_no), last <= when - CONFIRMATION_INTERVAL),
+        last <= when - RESUBSCRIBE_INTERVAL,
     )
 
 

@@ -272,6 +272,20 @@ class AdminLoginFailureRow(SQLModel, table=True):
     username: str = Field(max_length=64, index=True)
 
 
+class RateLimitRow(SQLModel, table=True):
+    """One counting window of a web limit (per IP, per address), shared by every process (migration 0009).
+
+    ``key`` is a keyed hash of what is counted: no address or IP is stored in the clear.
+    """
+
+    __tablename__ = "rate_limit"
+
+    key: str = Field(primary_key=True, max_length=64)
+    window_start: datetime = Field(sa_type=TZ)
+    hits: int = 0
+    expires_at: datetime = Field(sa_type=TZ, index=True)
+
+
 paper = PaperRow.__table__  # type: ignore[attr-defined]
 subscriber = SubscriberRow.__table__  # type: ignore[attr-defined]
 rule = RuleRow.__table__  # type: ignore[attr-defined]
@@ -286,4 +300,5 @@ bounce_score = BounceScoreRow.__table__  # type: ignore[attr-defined]
 setting = SettingRow.__table__  # type: ignore[attr-defined]
 admin_audit = AdminAuditRow.__table__  # type: ignore[attr-defined]
 admin_login_failure = AdminLoginFailureRow.__table__  # type: ignore[attr-defined]
+rate_limit = RateLimitRow.__table__  # type: ignore[attr-defined]
 metadata = SQLModel.metadata

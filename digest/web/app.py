@@ -17,6 +17,7 @@ from importlib import resources
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from digest.clock import utc_now
 from digest.config import Config
@@ -24,9 +25,20 @@ from digest.errors import TokenError
 from digest.store.db import Engine
 from digest.web import archive, feeds, health, manage, more, subscribe, unsubscribe
 from digest.web.admin import admin_router
-from digest.web.security import SecurityHeaders
+from digest.web.guard import BodyGuard
+from digest.web.security import SecurityHeaders, slash_redirect
 from digest.web.site import Limits, MailSender, Site
 from digest.web.webhooks import webhooks_router
+
+
+class _App(FastAPI):
+    """FastAPI with the security headers and the body guard OUTSIDE Starlette's error middleware, so a
+    500 carries the same headers as every other page and a big body is refused before anything reads it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        site: Site = self.state.site
+        return SecurityHeaders(BodyGuard(super().build_middleware_stack(), site.message))
+
 
 _STATIC_TYPES = {"style.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 
@@ -42,8 +54,9 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app. ``subscribe_limit``/``preview_limit``: (requests, seconds) per client IP."""
     site = Site(config, engine, mailer, clock, Limits(subscribe_limit, preview_limit))
-    app = FastAPI(title=config.digest.title, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(SecurityHeaders)
+    app = _App(
+        title=config.digest.title, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
+    )
     app.state.site = site
     _add_site_routes(app, site)
     for area in (subscribe, manage, unsubscribe, health, more):
@@ -63,12 +76,19 @@ def _add_site_routes(app: FastAPI, site: Site) -> None:
     }
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return site.message(404, "Page not found", "There is nothing at this address.")
+            return slash_redirect(app, request) or site.message(
+                404, "Page not found", "There is nothing at this address."
+            )
         if exc.status_code == 405:
             return site.message(405, "Not allowed", "This page does not accept that kind of request.")
         return site.message(exc.status_code, "Something is wrong", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def server_error(_request: Request, _exc: Exception) -> Response:
+        # Logged by the server; the visitor gets the site's page, never a traceback.
+        return site.message(500, "Something went wrong", "Nothing was lost. Please try again later.")
 
     @app.exception_handler(TokenError)
     async def bad_link(_request: Request, exc: TokenError) -> Response:

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
 
 from digest.errors import SubscriberError
 from digest.models import Cadence, Subscriber, SubscriberStatus
 from digest.notices import WEEKDAY_NAMES, schedule_phrase
 from digest.store import subscribers as repo
+from digest.web.forms import CleanForm
 from digest.web.more import liked_rules
 from digest.web.preview import MAX_RULES_TEXT, check_rules
 from digest.web.site import Site, SiteDep
@@ -24,7 +24,7 @@ DELETED_TEXT = (
 )
 
 
-class ManageForm(BaseModel):
+class ManageForm(CleanForm):
     """The fields of the manage form; ``action`` says which button was pressed."""
 
     action: str = ""
@@ -120,7 +120,7 @@ def _save(site: Site, request: Request, sub: Subscriber, form: ManageForm) -> HT
             400,
             rules_text=form.rules[:MAX_RULES_TEXT],
             problems=problems,
-            error="" if lines else "Write at least one rule.",
+            error="" if lines or problems else "Write at least one rule.",
             error_field="rules",
         )
     day = int(form.weekday) if form.weekday.isdigit() else -1

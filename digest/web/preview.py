@@ -13,6 +13,7 @@ from digest.config import Config
 from digest.errors import RuleError
 from digest.models import Rule
 from digest.notices import rule_lines
+from digest.paperblocks import one_line
 from digest.planning import preview_papers
 from digest.rules import BatchMatcher, explain, validate_rules
 from digest.store.db import Engine
@@ -23,6 +24,9 @@ PREVIEW_SHOWN = 20
 PREVIEW_CACHE_S = 60.0
 MAX_RULES_TEXT = 12_000
 MAX_RULE_LINES = MAX_RULES
+#: Problems shown for one rules box; the rest are counted ("and N more"): a box of bad rules must not
+#: turn into a page hundreds of times its size.
+MAX_PROBLEMS_SHOWN = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,10 @@ def check_rules(text: str) -> tuple[list[str], list[RuleProblem]]:
             shown = exc.rule.replace("\t", " ")
             column = len(row) - len(row.lstrip()) + exc.position + 1
             problems.append(RuleProblem(number, exc.problem, shown, " " * exc.position + "^", column))
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        problems = problems[:MAX_PROBLEMS_SHOWN]
+        problems.append(RuleProblem(0, f"and {more} more lines with problems", "", ""))
     return lines, problems
 
 
@@ -128,11 +136,11 @@ class RulePreview:
             why = [e for e in (explain(paper, r) for r in rules) if e is not None]
             items.append(
                 PreviewItem(
-                    title=paper.title,
+                    title=one_line(paper.title),  # the digest's filter, for papers stored before cleaning
                     url=paper.url,
                     upvotes=paper.upvotes,
                     day=paper.daily_date.strftime("%a %-d %b"),
-                    why="; ".join(e.describe() for e in why),
+                    why=one_line("; ".join(e.describe() for e in why)),
                 )
             )
         return Preview(True, [], items, len(hits), PREVIEW_DAYS, seen)

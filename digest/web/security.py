@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -10,6 +11,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "digest_csrf"
@@ -129,11 +133,49 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def client_address(client_host: str | None, forwarded_for: str, *, trust_proxy: bool) -> str:
-    """The address per-IP limits count: the proxy's last X-Forwarded-For entry when the proxy is trusted
-    (the proxy appends the address it saw: the only entry we can trust), else the socket's peer."""
-    if trust_proxy:
-        last = forwarded_for.split(",")[-1].strip()
-        if last:
-            return last[:64]
-    return (client_host or "unknown")[:64]
+def client_address(request: Request, *, trust_proxy: bool, networks: Networks) -> str:
+    """The address per-IP limits count: the socket peer, or (with ``trust_proxy``, on a connection from one
+    of the trusted proxy ``networks``) the right-most X-Forwarded-For entry that is not a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    if not trust_proxy or not _in(peer, networks):
+        return peer[:64]  # anyone can send the header: only our proxy's word counts
+    hops = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+    # Each proxy appends the address it saw: walk back from the right past our own proxies.
+    for hop in reversed([h.strip() for h in hops if h.strip()]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer[:64]  # garbage in the chain: count the proxy itself, never a made-up string
+        if not _in(hop, networks):
+            return hop
+    return peer[:64]
+
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def _in(host: str, networks: Networks) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def slash_redirect(app: ASGIApp, request: Request) -> RedirectResponse | None:
+    """For ``/manage/x/`` (a route without the slash), a redirect to ``/manage/x``; else None.
+
+    Starlette's own slash redirect is off: it builds an absolute URL from the request's Host header, so a
+    forged Host made us point visitors at another site. This one is root-relative, and collapses leading
+    slashes so that it can never read as ``//other.host``.
+    """
+    path = request.url.path
+    if not path.endswith("/") or path == "/":
+        return None
+    target = "/" + path.strip("/")
+    router: Router = getattr(app, "router")  # noqa: B009 - FastAPI and Starlette apps both have one
+    scope = {**request.scope, "path": target}
+    if not any(route.matches(scope)[0] != Match.NONE for route in router.routes):
+        return None
+    query = request.url.query
+    return RedirectResponse(target + (f"?{query}" if query else ""), status_code=307)

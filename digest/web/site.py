@@ -26,6 +26,7 @@ from digest.store.subscriber_rows import DELETED_DOMAIN
 from digest.store.subscribers import get_subscriber
 from digest.templating import environment
 from digest.tokens import Purpose, read_token
+from digest.web.limits import SharedLimit
 from digest.web.preview import RulePreview
 from digest.web.security import CSRF_COOKIE, Csrf, SlidingWindowLimiter, client_address
 
@@ -38,7 +39,17 @@ PROXY_WARNING = (
     "address; set trust_proxy = true behind a reverse proxy"
 )
 #: Headers a reverse proxy adds: a request carrying one came through a proxy, even from 127.0.0.1.
-_PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+_PROXY_HEADERS = (
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "forwarded",
+    "x-real-ip",
+    "via",
+)
 
 # The proxy warning is logged once per process, however many apps or requests there are.
 _proxy_warned = threading.Event()
@@ -81,13 +92,13 @@ class Site:
         self.started_at = clock()
         self.secret = config.secret_key()
         self.csrf = Csrf(self.secret)
-        self.subscribe_limiter = SlidingWindowLimiter(*limits.subscribe)
-        self.preview_limiter = SlidingWindowLimiter(*limits.preview)
-        # In memory (no column for it): the store's hourly lock holds across processes, this daily cap
-        # holds per process until a restart. It runs on the app's clock, like the hourly lock.
-        self.address_mail_limiter = SlidingWindowLimiter(
-            MAILS_PER_ADDRESS_PER_DAY, 24 * 3600.0, clock=lambda: self.clock().timestamp()
+        # The subscribe limits live in the database: every process serving the site counts together.
+        self.subscribe_limiter = SharedLimit(engine, "subscribe-ip", limits.subscribe, clock, self.secret)
+        self.address_mail_limiter = SharedLimit(
+            engine, "mail-address", (MAILS_PER_ADDRESS_PER_DAY, 24 * 3600.0), clock, self.secret
         )
+        # The preview only costs CPU: per process, in memory.
+        self.preview_limiter = SlidingWindowLimiter(*limits.preview)
         self.env = environment()
         self.secure_cookie = config.web.base_url.startswith("https://")
         self.notices = ServiceMail.for_config(config, mailer, clock)  # the one service-mail path
@@ -107,12 +118,13 @@ class Site:
         return self.page("message.html", status, heading=heading, text=text, **extra)
 
     def client_ip(self, request: Request) -> str:
-        """The address per-IP limits count: the proxy's last X-Forwarded-For entry when trusted."""
-        trust_proxy = self.config.web.trust_proxy
-        if not trust_proxy:
+        """The address per-IP limits count (``security.client_address``): the socket peer, or the
+        right-most X-Forwarded-For hop that is not a trusted proxy when the connection is from one."""
+        if not self.config.web.trust_proxy:
             self.warn_if_proxied(request)
-        host = request.client.host if request.client else None
-        return client_address(host, request.headers.get("x-forwarded-for", ""), trust_proxy=trust_proxy)
+        return client_address(
+            request, trust_proxy=self.config.web.trust_proxy, networks=self.config.web.proxy_networks
+        )
 
     def warn_if_proxied(self, request: Request) -> None:
         """Tell the operator, once per process, that every visitor shares the proxy's per-IP limits."""
@@ -127,8 +139,10 @@ class Site:
     def is_local(self, request: Request) -> bool:
         """True for a request from this machine that no proxy forwarded (the container's health check).
 
-        Behind a proxy (``trust_proxy``) never: a bare proxy_pass adds no forwarding header, so every public
-        request would look local.
+        Decided from the socket peer (uvicorn does not rewrite it: ``serve`` turns its proxy headers off),
+        never from a forwarded address. Any forwarding header (-For, -Host, -Proto, Forwarded, Via...) means
+        a proxy is in between; behind a proxy (``trust_proxy``) never: a bare proxy_pass adds no forwarding
+        header, so every public request would look local.
         """
         if self.config.web.trust_proxy or any(name in request.headers for name in _PROXY_HEADERS):
             return False

@@ -8,15 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from digest.addresses import normalize_email
+from digest.cleaning import clean_text
 from digest.errors import DigestError, SubscriberError
-from digest.models import Subscriber, SubscriberStatus
+from digest.models import RenderedEmail, Subscriber, SubscriberStatus
 from digest.notices import render_confirmation, render_reminder, render_welcome
 from digest.store import signup
 from digest.store import subscribers as repo
 from digest.store.subscriber_rows import MAX_NAME_LENGTH
+from digest.web.forms import CleanForm
 from digest.web.preview import MAX_RULES_TEXT, Preview, RuleProblem, check_rules
 from digest.web.site import MAILS_PER_ADDRESS_PER_DAY, Site, SiteDep, path_of
 
@@ -26,7 +28,7 @@ router = APIRouter()
 FORM_EXPIRED = "The form had expired or came from another site. Check it and send it again."
 
 
-class SubscribeForm(BaseModel):
+class SubscribeForm(CleanForm):
     """The fields of the subscribe form (and of the Preview button's POST)."""
 
     email: str = ""
@@ -96,7 +98,7 @@ def preview_fragment(request: Request, site: SiteDep, rules: str = "") -> HTMLRe
             status_code=429,
             headers={"retry-after": str(int(wait))},
         )
-    return site.page("_preview.html", preview=site.rule_preview(rules))
+    return site.page("_preview.html", preview=site.rule_preview(clean_text(rules)))
 
 
 @router.post("/preview", response_class=HTMLResponse)
@@ -146,14 +148,13 @@ def subscribe(
             "page": request.url.path,
         },
     )
-    try:
-        _subscribe_and_mail(site, background, check, form.name, consent)
-    except DigestError as exc:  # a rule the store refuses after all: show it like the others
-        return subscribe_page(site, request, 400, values=form.values(), errors={"rules": str(exc)})
+    # Everything that depends on the address (new, pending, active, bounced...) happens after the answer,
+    # so the answer does the same work, and takes the same time, whoever the address belongs to.
+    background.add_task(_store_and_mail, site, check, form.name, consent)
     return done
 
 
-class ConfirmForm(BaseModel):
+class ConfirmForm(CleanForm):
     """The confirmation page's button: only the CSRF token."""
 
     csrf_token: str = ""
@@ -213,36 +214,44 @@ def _cancelled(site: Site) -> HTMLResponse:
     )
 
 
-def _subscribe_and_mail(
-    site: Site, background: BackgroundTasks, check: FormCheck, name: str, consent: signup.Consent
-) -> None:
-    """Store the form and queue its mail (confirmation or reminder), within the per-address limits."""
+async def _store_and_mail(site: Site, check: FormCheck, name: str, consent: signup.Consent) -> None:
+    """After the answer: store the form, then send its mail (confirmation or reminder) if any."""
+    try:
+        mail = await run_in_threadpool(_store, site, check, name, consent)
+    except DigestError as exc:  # a rule the store refuses after all: nothing stored, nothing sent
+        log.warning("a subscribe form was not stored: %s", exc)
+        return
+    if mail is not None:
+        await site.send(*mail)
+
+
+def _store(
+    site: Site, check: FormCheck, name: str, consent: signup.Consent
+) -> tuple[Subscriber, RenderedEmail, str, str] | None:
+    """Store the form; the mail it earns (subscriber, mail, unsubscribe link, kind) within the limits."""
     address, now = check.address, consent.at
     if site.address_mail_limiter.full(address):
         # Checked before anything is stored: a fourth form of the day must not swap a pending
         # subscription's rules (killing the link already mailed) when no new mail can follow.
         log.info("an address had %d mails from the form today: nothing changed", MAILS_PER_ADDRESS_PER_DAY)
-        return
+        return None
     sub, outcome = signup.request_subscription(
         site.engine, address, check.lines, now=now, name=name or None, consent=consent
     )
-    if outcome is signup.SubscribeOutcome.MANAGED:
-        return
+    if outcome in (signup.SubscribeOutcome.MANAGED, signup.SubscribeOutcome.BOUNCED):
+        return None  # no mail from the form to a config-managed or a bounced address
     if outcome is signup.SubscribeOutcome.TOO_SOON or not signup.record_confirmation_sent(
         site.engine, sub.id, now
     ):
-        log.info("subscriber %s asked again within the hour: no mail", sub.id)
-        return
+        log.info("subscriber %s asked again too soon: no mail", sub.id)
+        return None
     if site.address_mail_limiter.hit(address) is not None:
         log.info("subscriber %s had %d mails from the form today: no mail", sub.id, MAILS_PER_ADDRESS_PER_DAY)
-        return
+        return None
     # Read it again now that the mail is claimed: a form sent at the same moment may have changed the
     # rules (and the link version) since, and the mail must carry the link that works.
     sub = repo.get_subscriber(site.engine, sub.id) or sub
     unsubscribe = site.links(sub)["unsubscribe_url"]
     if outcome is signup.SubscribeOutcome.ACTIVE:
-        mail = render_reminder(site.config, site.secret, sub)
-        background.add_task(site.send, sub, mail, unsubscribe, "reminder")
-    else:
-        mail = render_confirmation(site.config, site.secret, sub)
-        background.add_task(site.send, sub, mail, unsubscribe, "confirmation")
+        return sub, render_reminder(site.config, site.secret, sub), unsubscribe, "reminder"
+    return sub, render_confirmation(site.config, site.secret, sub), unsubscribe, "confirmation"

@@ -37,11 +37,8 @@ class Console:
     # ---- who is asking
 
     def client_ip(self, request: Request) -> str:
-        return client_address(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for", ""),
-            trust_proxy=self.config.web.trust_proxy,
-        )
+        web = self.config.web
+        return client_address(request, trust_proxy=web.trust_proxy, networks=web.proxy_networks)
 
     def session(self, request: Request) -> Session | None:
         return self.sessions.load(request.cookies.get(SESSION_COOKIE), self.clock())
