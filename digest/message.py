@@ -45,9 +45,9 @@ DKIM_HEADERS: tuple[str, ...] = (
 )
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]")
-_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
-_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_URL_CHARS = re.compile(r"^[\x21-\x7e]+$")
+_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z")
+_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+_URL_CHARS = re.compile(r"^[\x21-\x7e]+\Z")
 _ENCODED_WORD_BYTES = 39  # 52 base64 characters: "Subject: =?utf-8?b?…?=" stays under 78 columns
 
 

@@ -21,7 +21,7 @@ from digest.models import Paper
 log = logging.getLogger("digest.sources")
 
 # New-style arXiv ids (2407.21783, optional version) and old-style ones (hep-th/9901001).
-ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z][a-z.\-]*/\d{7})(?:v\d+)?$")
+ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z][a-z.\-]*/\d{7})(?:v\d+)?\Z")
 _WS = re.compile(r"\s+")
 
 

@@ -194,6 +194,9 @@ def test_no_address_url_or_list_id_can_add_a_header_line(recipient: str, url: st
         ("unsubscribe_url", "https://digest.example.org/u/T\r\nBcc: x@example.org"),
         ("unsubscribe_url", "javascript:alert(1)"),
         ("unsubscribe_url", "https://digest.example.org/u/a>b"),
+        # A regex '$' also matches before a final newline: each check must hold to the very end.
+        ("unsubscribe_url", "https://digest.example.org/u/T\n"),
+        ("list_id", "paper-digest.example.org\n"),
         ("unsubscribe_mailto", "https://not-a-mailto.example.org"),
         ("list_id", "paper digest\r\n.example.org"),
     ],
