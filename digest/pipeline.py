@@ -160,14 +160,7 @@ class Composer:
 
     @classmethod
     def for_config(cls, config: Config) -> Composer:
-        dkim = None
-        if config.digest.dkim_key_file:
-            assert config.digest.dkim_selector and config.digest.dkim_domain
-            dkim = DkimSigner.from_file(
-                config.resolve(config.digest.dkim_key_file),
-                config.digest.dkim_selector,
-                config.digest.dkim_domain,
-            )
+        dkim = DkimSigner.from_config(config)
         address = parseaddr(config.smtp.from_)[1]
         return cls(config, config.secret_key(), dkim, address.rpartition("@")[2] or "localhost")
 

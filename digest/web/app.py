@@ -158,12 +158,7 @@ class _Site:
         self.secure_cookie = config.web.base_url.startswith("https://")
         self.sender = config.smtp.from_
         self.envelope_sender = parseaddr(config.smtp.from_)[1]
-        d = config.digest
-        self.dkim = (
-            DkimSigner.from_file(config.resolve(d.dkim_key_file), d.dkim_selector, d.dkim_domain)
-            if d.dkim_key_file and d.dkim_selector and d.dkim_domain
-            else None
-        )
+        self.dkim = DkimSigner.from_config(config)
         self._matcher: tuple[float, date, BatchMatcher] | None = None
         self._papers_lock = threading.Lock()
         self._match_lock = threading.Lock()
