@@ -606,7 +606,7 @@ async def _send_batch(
     clock: Clock,
     opts: RunOptions,
 ) -> tuple[list[outbox.Outcome], int]:
-    """Render the batch, then claim and send each row only as it goes to the server.
+    """Render, claim and send each row only as it goes to the server.
 
     Returns the outcomes to record, and how many rows were settled at once (skipped, failed to render).
 
@@ -623,7 +623,7 @@ async def _send_batch(
     matcher = composer.matcher(list(paper_cache.values()))
     now = clock()
     outcomes: list[outbox.Outcome] = []
-    jobs: list[tuple[outbox.Due, DigestMail]] = []
+    jobs: list[tuple[outbox.Due, Subscriber]] = []
 
     settled = 0
 
@@ -638,6 +638,10 @@ async def _send_batch(
             # An unsubscribe (or pause, or deletion) takes effect at once, even for a planned digest.
             settle(row, DeliveryState.SKIPPED, f"not sent: subscriber is {sub.status if sub else 'deleted'}")
             continue
+        jobs.append((row, sub))
+
+    def compose(row: outbox.Due, sub: Subscriber) -> DigestMail | None:
+        """The row's mail, or None after settling a row that has nothing to send (or failed to render)."""
         try:
             already = sent_before.get(sub.id, set())
             allowed = {p for p in row.paper_ids if p in paper_cache and p not in already}
@@ -649,11 +653,10 @@ async def _send_batch(
         except Exception as exc:  # one bad paper or template never stops the run
             log.exception("could not render the digest for subscriber %d", row.subscriber_id)
             settle(row, DeliveryState.FAILED, f"render failed: {type(exc).__name__}: {exc}")
-            continue
+            return None
         if mail is None:
             settle(row, DeliveryState.SKIPPED, "not sent: no matching papers left")
-            continue
-        jobs.append((row, mail))
+        return mail
 
     # At most pool_size messages are inside the transport at a time; the others wait here unclaimed,
     # where a stop (or a cancellation) leaves them pending and untouched.
@@ -661,9 +664,14 @@ async def _send_batch(
     handed: dict[int, outbox.Claimed] = {}  # row id -> claim, for messages that went into transport.send
     fatal: list[DeliveryError] = []
 
-    async def send_one(row: outbox.Due, mail: DigestMail) -> outbox.Outcome | None:
+    async def send_one(row: outbox.Due, sub: Subscriber) -> outbox.Outcome | None:
         async with gate:
             if opts.stopping or fatal:
+                return None
+            # Rendered here, one at a time as connections free up, so rendering overlaps the other
+            # connections' sends instead of keeping the whole pool idle while the batch renders.
+            mail = compose(row, sub)
+            if mail is None:
                 return None
             claimed = outbox.claim_one(claims, row, clock())
             if claimed is None:
@@ -677,17 +685,17 @@ async def _send_batch(
                 return None
         return _outcome(config, claimed, mail, result, clock(), opts)
 
-    tasks = [asyncio.ensure_future(send_one(row, mail)) for row, mail in jobs]
+    tasks = [asyncio.ensure_future(send_one(row, sub)) for row, sub in jobs]
     try:
         results: list[Any] = await asyncio.gather(*tasks, return_exceptions=True)
     except asyncio.CancelledError:
         _record_cancelled(config, conn, jobs, tasks, handed, outcomes, clock)
         raise
-    for (row, mail), res in zip(jobs, results, strict=True):
+    for (row, sub), res in zip(jobs, results, strict=True):
         if isinstance(res, outbox.Outcome):
             outcomes.append(res)
         elif isinstance(res, BaseException) and row.id in handed:
-            log.error("sending to %s failed unexpectedly: %r", mail.subscriber.email, res)
+            log.error("sending to %s failed unexpectedly: %r", sub.email, res)
             outcomes.append(
                 outbox.Outcome(
                     handed[row.id], DeliveryState.UNCERTAIN, f"unexpected error while sending: {res!r}"
@@ -702,7 +710,7 @@ async def _send_batch(
 def _record_cancelled(
     config: Config,
     conn: sa.Connection,
-    jobs: list[tuple[outbox.Due, DigestMail]],
+    jobs: list[tuple[outbox.Due, Subscriber]],
     tasks: Sequence[asyncio.Future[outbox.Outcome | None]],
     handed: dict[int, outbox.Claimed],
     outcomes: list[outbox.Outcome],
