@@ -38,6 +38,7 @@ from digest.render import DigestContext, render_digest, shown_papers
 from digest.rules import BatchMatcher, parse_rule
 from digest.sources import fetch_days
 from digest.store import db, outbox
+from digest.store.claims import ClaimBatcher
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
 from digest.store.papers import delivered_ids, load_papers, upsert_papers
 from digest.store.subscribers import (
@@ -531,50 +532,74 @@ async def _deliver(
     report: RunReport,
 ) -> None:
     """Send every due outbox row of ``run_ids`` in batches, waiting for in-run retries that are due soon."""
+    # Held connections for the many small transactions of the loop (see outbox.Bind): one for batches,
+    # one in autocommit for the single-statement claims.
+    with engine.connect() as conn, engine.connect().execution_options(isolation_level="AUTOCOMMIT") as claims:
+        batcher = ClaimBatcher(claims, clock)
+        try:
+            await _deliver_loop(
+                conn, batcher, config, engine, run_ids, run_date, transport, composer, clock, opts, report
+            )
+        finally:
+            await batcher.aclose()
+            # Rows claimed for a send that was cancelled before it began: nothing went out for them.
+            outbox.release(conn, batcher.orphans, clock(), "not sent: the run stopped before this message")
+
+
+async def _deliver_loop(
+    conn: sa.Connection,
+    claims: ClaimBatcher,
+    config: Config,
+    engine: sa.Engine,
+    run_ids: list[int],
+    run_date: date,
+    transport: Transport,
+    composer: Composer,
+    clock: Clock,
+    opts: RunOptions,
+    report: RunReport,
+) -> None:
     batch_size = opts.batch_size or max(8, 4 * config.smtp.pool_size)
     sender = parseaddr(config.smtp.from_)[1]
     paper_cache: dict[str, Paper] = {}
     total = _count_due(engine, run_ids)
     done = 0
     cursor = 0  # the id of the last row handled in this pass over the outbox
-    # Held connections for the many small transactions of the loop (see outbox.Bind): one for batches,
-    # one in autocommit for the single-statement claims.
-    with engine.connect() as conn, engine.connect().execution_options(isolation_level="AUTOCOMMIT") as claims:
-        while not opts.stopping:
-            now = clock()
-            rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor)
-            if rows:
-                cursor = rows[-1].id
-            elif cursor:
-                cursor = 0  # end of a pass: start again from the top for retries that came due
-                continue
-            else:
-                due = outbox.next_retry_at(conn, run_ids)
-                if due is None or due - now > opts.in_run_retry_window:
-                    return
-                await opts.pause(max(0.0, (due - now).total_seconds()))
-                continue
-            outcomes, settled = await _send_batch(
-                conn,
-                claims,
-                config,
-                engine,
-                rows,
-                run_date,
-                transport,
-                composer,
-                sender,
-                paper_cache,
-                clock,
-                opts,
-            )
-            recorded = outbox.record_outcomes(
-                conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
-            )
-            report.bounced += len(recorded.bounced)
-            done += settled + sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
-            if opts.progress:
-                opts.progress(min(done, total), total)
+    while not opts.stopping:
+        now = clock()
+        rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor)
+        if rows:
+            cursor = rows[-1].id
+        elif cursor:
+            cursor = 0  # end of a pass: start again from the top for retries that came due
+            continue
+        else:
+            due = outbox.next_retry_at(conn, run_ids)
+            if due is None or due - now > opts.in_run_retry_window:
+                return
+            await opts.pause(max(0.0, (due - now).total_seconds()))
+            continue
+        outcomes, settled = await _send_batch(
+            conn,
+            claims,
+            config,
+            engine,
+            rows,
+            run_date,
+            transport,
+            composer,
+            sender,
+            paper_cache,
+            clock,
+            opts,
+        )
+        recorded = outbox.record_outcomes(
+            conn, outcomes, clock(), hard_bounce_limit=config.smtp.hard_bounce_limit
+        )
+        report.bounced += len(recorded.bounced)
+        done += settled + sum(1 for o in outcomes if o.state != DeliveryState.RETRY)
+        if opts.progress:
+            opts.progress(min(done, total), total)
 
 
 def _count_due(engine: sa.Engine, run_ids: list[int]) -> int:
@@ -594,7 +619,7 @@ def _count_due(engine: sa.Engine, run_ids: list[int]) -> int:
 
 async def _send_batch(
     conn: sa.Connection,
-    claims: sa.Connection,
+    claims: ClaimBatcher,
     config: Config,
     engine: sa.Engine,
     rows: list[outbox.Due],
@@ -673,7 +698,7 @@ async def _send_batch(
             mail = compose(row, sub)
             if mail is None:
                 return None
-            claimed = outbox.claim_one(claims, row, clock())
+            claimed = await claims.claim(row)
             if claimed is None:
                 return None  # another process claimed it first
             handed[row.id] = claimed

@@ -1,0 +1,74 @@
+"""Claims in groups: one statement claims many rows, each still conditional on what was read; the batcher
+hands every caller its own row, joins claims asked for while one is in flight, and gives back orphans."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import sqlalchemy as sa
+from pipeline_helpers import DAY, NOW, subscribe
+
+from digest.models import DeliveryState
+from digest.store import outbox
+from digest.store.claims import ClaimBatcher, claim_many
+from digest.store.tables import delivery
+
+
+def planned(engine: sa.Engine, n: int) -> list[outbox.Due]:
+    ids = [subscribe(engine, f"r{i}@example.org", "agent*") for i in range(n)]
+    run = outbox.claim_run(engine, DAY, NOW, owner="a:1:x")
+    outbox.write_plan(engine, run.id, [outbox.PlannedDelivery(sid, ["p1"]) for sid in ids], NOW)
+    return outbox.due_deliveries(engine, [run.id], NOW, 100)
+
+
+def states(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(sa.select(delivery.c.state, sa.func.count()).group_by(delivery.c.state)).all()
+        )
+
+
+def test_one_statement_claims_the_rows_as_read_and_skips_the_ones_moved_since(engine: sa.Engine) -> None:
+    rows = planned(engine, 6)
+    stolen = outbox.claim_one(engine, rows[2], NOW)  # another process took this one after our read
+    assert stolen is not None
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        won = claim_many(conn, rows, NOW)
+        again = claim_many(conn, rows, NOW + timedelta(seconds=1))
+    assert sorted(won) == sorted(r.id for r in rows if r.id != rows[2].id)
+    assert all(c.attempts == 1 and c.first_attempt_at == NOW for c in won.values())
+    assert again == {}, "a row is claimed once"
+    assert states(engine) == {DeliveryState.SENDING: 6}
+
+
+async def test_the_batcher_gives_each_caller_its_row_and_joins_concurrent_claims(engine: sa.Engine) -> None:
+    rows = planned(engine, 12)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        batcher = ClaimBatcher(conn, lambda: NOW)
+        got = await asyncio.gather(*(batcher.claim(r) for r in rows))
+        await batcher.aclose()
+    assert [c.id if c else None for c in got] == [r.id for r in rows]
+    if engine.dialect.name == "postgresql":
+        assert batcher.statements < len(rows), "claims asked for together share a statement"
+    assert states(engine) == {DeliveryState.SENDING: 12}
+
+
+async def test_a_claim_whose_caller_was_cancelled_is_kept_as_an_orphan_to_give_back(
+    engine: sa.Engine,
+) -> None:
+    rows = planned(engine, 3)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        batcher = ClaimBatcher(conn, lambda: NOW)
+        tasks = [asyncio.ensure_future(batcher.claim(r)) for r in rows]
+        await asyncio.sleep(0)  # all three are waiting on the statement now
+        tasks[1].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await batcher.aclose()
+    if engine.dialect.name == "postgresql":
+        assert isinstance(results[1], asyncio.CancelledError)
+        assert [c.id for c in batcher.orphans] == [rows[1].id]
+        outbox.release(engine, batcher.orphans, NOW, "not sent")
+        assert states(engine) == {DeliveryState.SENDING: 2, DeliveryState.PENDING: 1}
+    else:  # SQLite claims inline: the claim had already happened when the task was cancelled
+        assert states(engine) == {DeliveryState.SENDING: 3}
