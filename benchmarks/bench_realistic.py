@@ -276,8 +276,15 @@ def _rss() -> int:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    env = dict(os.environ)
+    if spec.get("code"):  # --baseline: this child imports digest from another checkout
+        env["PYTHONPATH"] = spec["code"]
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{proc.stderr[-3000:]}")
@@ -342,7 +349,7 @@ def measure(label: str, kind: str, base: dict[str, Any], fresh: Any, rounds: int
         "raw_walls": [round(x["wall"], 2) for x in raws],
     }
     print(
-        f"{label:>9}: {result['sent']} digests of ~{result['size_kb']:.0f} KB; ours {rate:,.0f} msg/s, raw "
+        f"{label:>15}: {result['sent']} digests of ~{result['size_kb']:.0f} KB; ours {rate:,.0f} msg/s, raw "
         f"{raw_rate:,.0f} msg/s, ratio {result['ratio']:.2f} (target >= {0.8 if 'dkim' in label else 0.9}); "
         f"our CPU {result['cpu_ms_alone']:.3f} ms/msg alone (target <= 0.8), "
         f"{result['cpu_ms_with_smtp']:.3f} ms/msg with our SMTP client (raw client {result['raw_cpu_ms']:.3f}); "
@@ -361,6 +368,12 @@ def main() -> int:
     parser.add_argument("--only", default="sqlite,postgres,dkim", help="comma list of sqlite, postgres, dkim")
     parser.add_argument("--sink", choices=("aiosmtpd", "fast"), default="aiosmtpd")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of older code (e.g. `git archive main digest | tar -x -C DIR`): each configuration "
+        "is measured with it first, then with this code, under the same conditions",
+    )
     args, _unknown = parser.parse_known_args()  # scripts/bench passes the same flags to every benchmark
     if args.child:
         spec = json.loads(args.child)
@@ -402,6 +415,9 @@ def main() -> int:
                     "dkim_domain": "example.org",
                 }
             with databases(kind, tmp, n) as fresh:
+                if args.baseline:
+                    before = {**spec, "code": str(args.baseline.resolve())}
+                    results.append(measure(f"{what}-before", kind, before, fresh, rounds))
                 results.append(measure(what, kind, spec, fresh, rounds))
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:

@@ -72,3 +72,63 @@ async def test_a_claim_whose_caller_was_cancelled_is_kept_as_an_orphan_to_give_b
         assert states(engine) == {DeliveryState.SENDING: 2, DeliveryState.PENDING: 1}
     else:  # SQLite claims inline: the claim had already happened when the task was cancelled
         assert states(engine) == {DeliveryState.SENDING: 3}
+
+
+def test_a_batch_of_outcomes_is_recorded_row_by_row_correctly_in_one_statement(engine: sa.Engine) -> None:
+    from digest.store.tables import delivered_paper, paper
+
+    rows = planned(engine, 4)
+    with engine.begin() as conn:  # the papers the digests showed
+        conn.execute(
+            paper.insert(),
+            [
+                {
+                    "id": pid,
+                    "title": pid,
+                    "summary": "",
+                    "daily_date": DAY,
+                    "first_seen_at": NOW,
+                    "last_seen_at": NOW,
+                }
+                for pid in ("p1", "p2")
+            ],
+        )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        won = claim_many(conn, rows[:3], NOW)  # the fourth stays pending: recording must not touch it
+    later = NOW + timedelta(minutes=5)
+    a, b, c = (won[r.id] for r in rows[:3])
+    outbox.record_outcomes(
+        engine,
+        [
+            outbox.Outcome(a, DeliveryState.SENT, "250 ok", delivered=["p1", "p2"], message_id="<a@x>"),
+            outbox.Outcome(b, DeliveryState.RETRY, "451 later", next_attempt_at=later),
+            outbox.Outcome(c, DeliveryState.FAILED, "550 no", permanent_failure=True),
+            outbox.Outcome(
+                outbox.Claimed(rows[3].id, rows[3].run_id, rows[3].subscriber_id, [], 1, NOW),
+                DeliveryState.SENT,
+                "250 ok",
+            ),
+        ],
+        later,
+        hard_bounce_limit=3,
+    )
+    # Recording the same sent row again (a retried record) adds no second delivered_paper row.
+    outbox.record_outcomes(
+        engine,
+        [outbox.Outcome(a, DeliveryState.SENT, "250 ok", delivered=["p1"])],
+        later,
+        hard_bounce_limit=3,
+    )
+    with engine.connect() as conn:
+        got = {
+            r.id: (r.state, r.last_reply, r.message_id, r.next_attempt_at is not None)
+            for r in conn.execute(sa.select(delivery))
+        }
+        papers = sorted(
+            conn.execute(sa.select(delivered_paper.c.subscriber_id, delivered_paper.c.paper_id)).all()
+        )
+    assert got[a.id] == (DeliveryState.SENT, "250 ok", "<a@x>", False)
+    assert got[b.id] == (DeliveryState.RETRY, "451 later", None, True)
+    assert got[c.id] == (DeliveryState.FAILED, "550 no", None, False)
+    assert got[rows[3].id][0] == DeliveryState.PENDING, "only rows in `sending` are recorded"
+    assert papers == [(a.subscriber_id, "p1"), (a.subscriber_id, "p2")]
