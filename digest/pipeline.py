@@ -28,7 +28,9 @@ from digest.message import DkimSigner, build_message, make_message_id
 from digest.models import (
     Cadence,
     DeliveryState,
+    MatchedPaper,
     Paper,
+    Rule,
     RunReport,
     Subscriber,
     SubscriberStatus,
@@ -61,6 +63,8 @@ Progress = Callable[[int, int], None]
 IN_RUN_RETRY_WINDOW = timedelta(minutes=5)
 #: How often a run writes its heartbeat (a run silent for outbox.STALE_AFTER is taken for dead).
 HEARTBEAT_S = 20.0
+#: Distinct rule sets whose matches a Composer keeps (per run; cleared when full).
+SELECT_CACHE_SIZE = 4096
 #: Weekly subscribers see the papers of the last seven days.
 WEEKLY_WINDOW_DAYS = 6
 
@@ -158,6 +162,9 @@ class Composer:
     domain: str = "localhost"
     _matcher: BatchMatcher | None = field(default=None, repr=False)
     _matcher_key: tuple[str, ...] = field(default=(), repr=False)
+    # select() per distinct rule set, for the current matcher: many subscribers share their rules.
+    _selected: dict[tuple[Rule, ...], list[MatchedPaper]] = field(default_factory=dict, repr=False)
+    _selected_for: BatchMatcher | None = field(default=None, repr=False)
 
     @classmethod
     def for_config(cls, config: Config) -> Composer:
@@ -179,10 +186,18 @@ class Composer:
             self._matcher, self._matcher_key = BatchMatcher(sorted(papers, key=lambda p: p.id)), key
         return self._matcher
 
+    def _select(self, matcher: BatchMatcher, rules: tuple[Rule, ...]) -> list[MatchedPaper]:
+        if self._selected_for is not matcher or len(self._selected) >= SELECT_CACHE_SIZE:
+            self._selected, self._selected_for = {}, matcher
+        found = self._selected.get(rules)
+        if found is None:
+            found = self._selected[rules] = matcher.select(rules)
+        return found
+
     def compose_from(
         self, sub: Subscriber, matcher: BatchMatcher, allowed: set[str], run_date: date, now: datetime
     ) -> DigestMail | None:
-        matched = [m for m in matcher.select(sub.rules) if m.paper.id in allowed]
+        matched = [m for m in self._select(matcher, sub.rules) if m.paper.id in allowed]
         if not matched and (self.config.schedule.skip_empty or allowed):
             return None  # (with skip_empty = false, a planned empty digest still goes out)
         shown = shown_papers(matched, self.config.digest.max_papers)
