@@ -1,11 +1,11 @@
 """Claiming outbox rows in groups: several ``pending|retry -> sending`` in one statement, off the event loop.
 
 The delivery loop claims each row right before its message goes to the server, so at most ``pool_size`` rows
-are ever ``sending``. On PostgreSQL one claim per message is one round trip that blocked the event loop (the
-other connections' replies waited meanwhile). ``ClaimBatcher`` runs the claims in a worker thread instead, and
-every claim asked for while one is in flight joins the next statement: under load (a busy server, many
-connections freeing up together) one round trip claims up to ``pool_size`` rows, and the loop keeps sending.
-SQLite claims stay inline: they are in-process and cost less than the thread hop.
+are ever ``sending``. One claim per message blocked the event loop for a round trip to PostgreSQL, or for a
+SQLite write transaction (0.1 ms of CPU but about 1 ms of wall time here), and the other connections' replies
+waited meanwhile. ``ClaimBatcher`` runs the claims in a worker thread instead, and every claim asked for while
+one is in flight joins the next statement: connections freeing up together share one statement (measured with
+4 connections: a quarter of the statements, half the wall time of inline claims), and the loop keeps sending.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from digest.models import DeliveryState
-from digest.store.outbox import Claimed, Due, claim_one
+from digest.store.outbox import Claimed, Due
 from digest.store.tables import delivery
 
 __all__ = ["ClaimBatcher", "claim_many"]
@@ -69,16 +69,12 @@ class ClaimBatcher:
     def __init__(self, conn: sa.Connection, clock: Callable[[], datetime]) -> None:
         self.conn = conn
         self.clock = clock
-        self.threaded = conn.dialect.name == "postgresql"
         self.orphans: list[Claimed] = []
         self.statements = 0
         self._waiting: list[tuple[Due, asyncio.Future[Claimed | None]]] = []
         self._drain: asyncio.Task[None] | None = None
 
     async def claim(self, row: Due) -> Claimed | None:
-        if not self.threaded:
-            self.statements += 1
-            return claim_one(self.conn, row, self.clock())
         future: asyncio.Future[Claimed | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, future))
         if self._drain is None or self._drain.done():

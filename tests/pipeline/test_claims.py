@@ -49,8 +49,7 @@ async def test_the_batcher_gives_each_caller_its_row_and_joins_concurrent_claims
         got = await asyncio.gather(*(batcher.claim(r) for r in rows))
         await batcher.aclose()
     assert [c.id if c else None for c in got] == [r.id for r in rows]
-    if engine.dialect.name == "postgresql":
-        assert batcher.statements < len(rows), "claims asked for together share a statement"
+    assert batcher.statements < len(rows), "claims asked for together share a statement"
     assert states(engine) == {DeliveryState.SENDING: 12}
 
 
@@ -65,13 +64,10 @@ async def test_a_claim_whose_caller_was_cancelled_is_kept_as_an_orphan_to_give_b
         tasks[1].cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         await batcher.aclose()
-    if engine.dialect.name == "postgresql":
-        assert isinstance(results[1], asyncio.CancelledError)
-        assert [c.id for c in batcher.orphans] == [rows[1].id]
-        outbox.release(engine, batcher.orphans, NOW, "not sent")
-        assert states(engine) == {DeliveryState.SENDING: 2, DeliveryState.PENDING: 1}
-    else:  # SQLite claims inline: the claim had already happened when the task was cancelled
-        assert states(engine) == {DeliveryState.SENDING: 3}
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [c.id for c in batcher.orphans] == [rows[1].id]
+    outbox.release(engine, batcher.orphans, NOW, "not sent")
+    assert states(engine) == {DeliveryState.SENDING: 2, DeliveryState.PENDING: 1}
 
 
 def test_a_batch_of_outcomes_is_recorded_row_by_row_correctly_in_one_statement(engine: sa.Engine) -> None:
