@@ -124,7 +124,7 @@ def fill_database(url: str, n: int) -> None:
 def databases(kind: str, tmp: Path, n: int) -> Iterator[Any]:
     """Yields ``fresh(name) -> url``: a new copy of a database holding the n subscribers."""
     if kind == "sqlite":
-        template = tmp / "template.db"
+        template = tmp / f"template-{uuid.uuid4().hex[:8]}.db"
         fill_database(f"sqlite:///{template}", n)
 
         def fresh_sqlite(name: str) -> str:
