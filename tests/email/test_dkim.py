@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from digest.config_load import parse_config
 from digest.dkim import DKIM_HEADERS, DkimSigner, relaxed_body, relaxed_header
 from digest.errors import ConfigError
-from digest.message import build_message
+from digest.message import Envelope, build_message
 from digest.models import RenderedEmail
 
 WHEN = datetime(2026, 8, 21, 7, 0, tzinfo=UTC)
@@ -66,12 +66,14 @@ def message(signer: DkimSigner | None, **kw: str) -> bytes:
     )
     return build_message(
         rendered,
-        sender=kw.get("sender", "Paper Digest <digest@example.org>"),
-        recipient="ada@example.org",
-        list_id="paper-digest.example.org",
-        unsubscribe_url="https://digest.example.org/u/TOKEN",
-        unsubscribe_mailto="mailto:unsubscribe@example.org",
-        date=WHEN,
+        Envelope(
+            sender=kw.get("sender", "Paper Digest <digest@example.org>"),
+            recipient="ada@example.org",
+            list_id="paper-digest.example.org",
+            unsubscribe_url="https://digest.example.org/u/TOKEN",
+            unsubscribe_mailto="mailto:unsubscribe@example.org",
+            date=WHEN,
+        ),
         dkim=signer,
     )
 

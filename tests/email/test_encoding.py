@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.mailer import prepare_data
-from digest.message import WireMessage, _base64_body, build_message
+from digest.message import Envelope, WireMessage, _base64_body, build_message
 from digest.models import RenderedEmail
 
 WHEN = datetime(2026, 8, 21, 7, 0, tzinfo=UTC)
@@ -55,11 +55,13 @@ def parse(raw: bytes) -> EmailMessage:
 def test_both_parts_of_a_built_message_decode_back_to_what_was_rendered(text: str, html: str) -> None:
     raw = build_message(
         RenderedEmail(subject="Digest", text=text, html=html),
-        sender="digest@example.org",
-        recipient="ada@example.org",
-        list_id="paper-digest.example.org",
-        unsubscribe_url="https://digest.example.org/u/T",
-        date=WHEN,
+        Envelope(
+            sender="digest@example.org",
+            recipient="ada@example.org",
+            list_id="paper-digest.example.org",
+            unsubscribe_url="https://digest.example.org/u/T",
+            date=WHEN,
+        ),
     )
     plain, rich = parse(raw).iter_parts()
     assert plain.get_payload(decode=True) == normalised(text)
@@ -91,11 +93,13 @@ def test_a_built_message_needs_no_preparation_beyond_the_final_dot(
 ) -> None:
     raw = build_message(
         RenderedEmail(subject=subject or "x", text=text, html=html),
-        sender="Digest <digest@example.org>",
-        recipient="ada@example.org",
-        list_id="paper-digest.example.org",
-        unsubscribe_url="https://digest.example.org/u/T",
-        date=WHEN,
+        Envelope(
+            sender="Digest <digest@example.org>",
+            recipient="ada@example.org",
+            list_id="paper-digest.example.org",
+            unsubscribe_url="https://digest.example.org/u/T",
+            date=WHEN,
+        ),
     )
     assert type(raw) is WireMessage
     # The fast path (no scan) gives what the full scan of the same bytes gives.

@@ -10,15 +10,15 @@ import sqlalchemy as sa
 from pipeline_helpers import DAY, NOW, subscribe
 
 from digest.models import DeliveryState
-from digest.store import outbox
+from digest.store import outbox, planning, runs
 from digest.store.claims import ClaimBatcher, claim_many
 from digest.store.tables import delivery
 
 
 def planned(engine: sa.Engine, n: int) -> list[outbox.Due]:
     ids = [subscribe(engine, f"r{i}@example.org", "agent*") for i in range(n)]
-    run = outbox.claim_run(engine, DAY, NOW, owner="a:1:x")
-    outbox.write_plan(engine, run.id, [outbox.PlannedDelivery(sid, ["p1"]) for sid in ids], NOW)
+    run = runs.claim_run(engine, DAY, NOW, owner="a:1:x")
+    planning.write_plan(engine, run.id, [planning.PlannedDelivery(sid, ["p1"]) for sid in ids], NOW)
     return outbox.due_deliveries(engine, [run.id], NOW, 100)
 
 
