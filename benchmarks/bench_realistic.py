@@ -226,14 +226,16 @@ def _write_samples(config: Any, engine: Any, path: Path) -> None:
     """One real digest per rule set (what raw aiosmtplib sends, prebuilt)."""
     from digest.compose import Composer
     from digest.models import Rule, Subscriber
+    from digest.rules import BatchMatcher
     from digest.store.papers import load_papers
 
     papers = load_papers(engine, DAY, DAY)
+    matcher = BatchMatcher(sorted(papers, key=lambda p: p.id))
     composer = Composer.for_config(config)
     samples = []
     for i, queries in enumerate(RULES):
         sub = Subscriber(id=i + 1, email=f"reader{i:06d}@example.org", rules=tuple(Rule(q) for q in queries))
-        mail = composer.compose(sub, papers, DAY, datetime.now(UTC))
+        mail = composer.compose(sub, matcher.select(sub.rules), DAY, datetime.now(UTC))
         assert mail is not None, queries
         samples.append(mail.message.hex())
     path.write_text(json.dumps(samples))
