@@ -74,7 +74,6 @@ def build_message(
     when = date or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-
     unsubscribe = f"<{_header_url(unsubscribe_url, ('https', 'http'), 'unsubscribe URL')}>"
     if unsubscribe_mailto:
         unsubscribe += f", <{_header_url(unsubscribe_mailto, ('mailto',), 'unsubscribe mailto')}>"
