@@ -199,6 +199,8 @@ class DigestConfig(Section):
     dkim_key_file: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    dkim_ed25519_key_file: str | None = None
+    dkim_ed25519_selector: str | None = None
     title: str = "Paper digest"
 
     @field_validator("list_id", "postal_address", "title")
@@ -242,6 +244,12 @@ class DigestConfig(Section):
         given = [self.dkim_key_file, self.dkim_selector, self.dkim_domain]
         if any(given) and not all(given):
             raise ValueError("DKIM needs all three of dkim_key_file, dkim_selector and dkim_domain")
+        ed = [self.dkim_ed25519_key_file, self.dkim_ed25519_selector]
+        if any(ed) and not (all(ed) and all(given)):
+            raise ValueError(
+                "an Ed25519 DKIM signature needs dkim_ed25519_key_file and dkim_ed25519_selector, "
+                "beside the RSA key (dkim_key_file, dkim_selector, dkim_domain)"
+            )
         return self
 
 

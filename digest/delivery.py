@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from digest import likes
@@ -26,10 +26,11 @@ from digest.compose import Composer, DigestMail
 from digest.config import Config
 from digest.errors import DeliveryError
 from digest.mailer import SendOutcome, Transport
-from digest.models import DeliveryState, Paper, RunReport, SubscriberStatus
+from digest.models import DeliveryState, MatchedPaper, Paper, Rule, RunReport, Subscriber, SubscriberStatus
 from digest.outgoing import envelope_sender
 from digest.rules import BatchMatcher
 from digest.store import outbox
+from digest.store.claims import ClaimBatcher
 from digest.store.db import Bind, Engine, held_connections
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
 from digest.store.papers import delivered_ids
@@ -40,6 +41,8 @@ Progress = Callable[[int, int], None]
 
 #: Within one run, a temporary failure is retried when its next attempt is due within this long.
 IN_RUN_RETRY_WINDOW = timedelta(minutes=5)
+#: Distinct rule sets whose matches a Delivery keeps (per matcher; cleared when full).
+SELECT_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -66,7 +69,14 @@ class RunOptions:
             await asyncio.wait_for(self.stop.wait(), seconds)
 
 
-Job = tuple[outbox.Due, DigestMail]
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A row to send: rendered only once a connection is free for it (see Delivery._send_one)."""
+
+    row: outbox.Due
+    subscriber: Subscriber
+    papers: frozenset[str]  # the row's papers that may still be sent to this subscriber
+    day: date
 
 
 @dataclass
@@ -78,6 +88,8 @@ class _Batch:
     outcomes: list[outbox.Outcome] = field(default_factory=list)
     fatal: list[DeliveryError] = field(default_factory=list)
     settled: int = 0  # rows moved straight to a final state (skipped, failed to render)
+    now: datetime = field(default_factory=utc_now)  # the batch's time: the Date of its mails
+    matcher: BatchMatcher | None = None
 
 
 class Delivery:
@@ -100,6 +112,9 @@ class Delivery:
         self._papers: dict[str, Paper] = {}
         self._matcher: BatchMatcher | None = None
         self._matcher_key: frozenset[str] = frozenset()
+        # select() per distinct rule set for the current matcher: many subscribers share their rules.
+        self._selected: dict[tuple[Rule, ...], list[MatchedPaper]] = {}
+        self._selected_for: BatchMatcher | None = None
         #: Attempts made in this run, per row: past smtp.max_attempts a row waits for a later run.
         self._tries: dict[int, int] = {}
 
@@ -108,43 +123,56 @@ class Delivery:
 
         Raises DeliveryError when the transport fails as a whole (nothing of the failing message was sent).
         """
+        with held_connections(self.engine) as (conn, claims_conn):
+            # Claims run in a worker thread, grouped (digest/store/claims.py): the loop keeps sending.
+            claims = ClaimBatcher(claims_conn, self.clock)
+            try:
+                await self._loop(conn, claims, run_ids, run_date)
+            finally:
+                await claims.aclose()
+                # Rows claimed for a send that was cancelled before it began: nothing went out for them.
+                stopped = "not sent: the run stopped before this message"
+                outbox.release(conn, claims.orphans, self.clock(), stopped)
+
+    async def _loop(self, conn: Bind, claims: ClaimBatcher, run_ids: Sequence[int], run_date: date) -> None:
         opts = self.options
         batch_size = opts.batch_size or max(8, 4 * self.config.smtp.pool_size)
         total, done, cursor = outbox.count_due(self.engine, run_ids), 0, 0
-        with held_connections(self.engine) as (conn, claims):
-            while not opts.stopping:
-                now = self.clock()
-                rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor)
-                if rows:
-                    cursor = rows[-1].id
-                    rows = [r for r in rows if self._tries.get(r.id, 0) < self.config.smtp.max_attempts]
-                elif cursor:
-                    cursor = 0  # end of a pass: start again from the top for retries that came due
-                    continue
-                else:
-                    due = outbox.next_retry_at(conn, run_ids, exclude=self._exhausted())
-                    if due is None or due - now > opts.in_run_retry_window:
-                        return
-                    await opts.pause(max(0.0, (due - now).total_seconds()))
-                    continue
-                if not rows:
-                    continue
-                batch = await self._send_batch(conn, claims, rows, run_date)
-                recorded = outbox.record_outcomes(
-                    conn, batch.outcomes, self.clock(), hard_bounce_limit=self.config.smtp.hard_bounce_limit
-                )
-                self.report.bounced += len(recorded.bounced)
-                done += batch.settled + sum(1 for o in batch.outcomes if o.state != DeliveryState.RETRY)
-                if opts.progress:
-                    opts.progress(min(done, total), total)
+        while not opts.stopping:
+            now = self.clock()
+            rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor)
+            if rows:
+                cursor = rows[-1].id
+                rows = [r for r in rows if self._tries.get(r.id, 0) < self.config.smtp.max_attempts]
+            elif cursor:
+                cursor = 0  # end of a pass: start again from the top for retries that came due
+                continue
+            else:
+                due = outbox.next_retry_at(conn, run_ids, exclude=self._exhausted())
+                if due is None or due - now > opts.in_run_retry_window:
+                    return
+                await opts.pause(max(0.0, (due - now).total_seconds()))
+                continue
+            if not rows:
+                continue
+            batch = await self._send_batch(conn, claims, rows, run_date)
+            recorded = outbox.record_outcomes(
+                conn, batch.outcomes, self.clock(), hard_bounce_limit=self.config.smtp.hard_bounce_limit
+            )
+            self.report.bounced += len(recorded.bounced)
+            done += batch.settled + sum(1 for o in batch.outcomes if o.state != DeliveryState.RETRY)
+            if opts.progress:
+                opts.progress(min(done, total), total)
 
     def _exhausted(self) -> set[int]:
         limit = self.config.smtp.max_attempts
         return {row_id for row_id, tries in self._tries.items() if tries >= limit}
 
-    async def _send_batch(self, conn: Bind, claims: Bind, rows: list[outbox.Due], run_date: date) -> _Batch:
-        """Render the batch, then claim and send each row only as it goes to the server."""
-        batch = self._compose_batch(conn, rows, run_date)
+    async def _send_batch(
+        self, conn: Bind, claims: ClaimBatcher, rows: list[outbox.Due], run_date: date
+    ) -> _Batch:
+        """Render, claim and send each row only as it goes to the server."""
+        batch = self._prepare_batch(conn, rows, run_date)
         # At most pool_size messages are inside the transport at a time; the others wait here unclaimed,
         # where a stop (or a cancellation) leaves them pending and untouched.
         gate = asyncio.Semaphore(self.config.smtp.pool_size)
@@ -154,57 +182,72 @@ class Delivery:
         except asyncio.CancelledError:
             self._record_cancelled(conn, tasks, batch)
             raise
-        for (row, mail), res in zip(batch.jobs, results, strict=True):
+        for job, res in zip(batch.jobs, results, strict=True):
             if isinstance(res, outbox.Outcome):
                 batch.outcomes.append(res)
-            elif isinstance(res, BaseException) and row.id in batch.handed:
-                log.error("sending to %s failed unexpectedly: %r", mail.subscriber.email, res)
+            elif isinstance(res, BaseException) and job.row.id in batch.handed:
+                log.error("sending to %s failed unexpectedly: %r", job.subscriber.email, res)
                 reply = f"unexpected error while sending: {res!r}"
-                batch.outcomes.append(outbox.Outcome(batch.handed[row.id], DeliveryState.UNCERTAIN, reply))
+                claimed = batch.handed[job.row.id]
+                batch.outcomes.append(outbox.Outcome(claimed, DeliveryState.UNCERTAIN, reply))
         if batch.fatal:
             limit = self.config.smtp.hard_bounce_limit
             outbox.record_outcomes(conn, batch.outcomes, self.clock(), hard_bounce_limit=limit)
             raise batch.fatal[0]
         return batch
 
-    def _compose_batch(self, conn: Bind, rows: list[outbox.Due], run_date: date) -> _Batch:
-        """Each row's mail; rows with nothing to send (unsubscribed, nothing left, render failed) settle."""
+    def _prepare_batch(self, conn: Bind, rows: list[outbox.Due], run_date: date) -> _Batch:
+        """Each row's job; rows of subscribers who are no longer active settle at once (skipped)."""
         subs = subscribers_by_ids(self.engine, [r.subscriber_id for r in rows])
         # Last guard before sending: a paper already delivered to this person is never sent again.
         sent_before = delivered_ids(self.engine, list(subs), sorted({p for r in rows for p in r.paper_ids}))
-        matcher = self._matcher_for(rows)
-        batch, now = _Batch(), self.clock()
-
-        def settle(row: outbox.Due, state: DeliveryState, reply: str) -> None:
-            # Straight to the final state (conditionally): no mail is involved, so it never passes `sending`.
-            batch.settled += outbox.settle(conn, row, state, reply, now)
-
+        batch = _Batch(now=self.clock(), matcher=self._matcher_for(rows))
         for row in rows:
             sub = subs.get(row.subscriber_id)
             if sub is None or sub.status != SubscriberStatus.ACTIVE:
                 # An unsubscribe (or pause, or deletion) takes effect at once, even for a planned digest.
-                settle(
-                    row, DeliveryState.SKIPPED, f"not sent: subscriber is {sub.status if sub else 'deleted'}"
-                )
+                reply = f"not sent: subscriber is {sub.status if sub else 'deleted'}"
+                self._settle(conn, batch, row, DeliveryState.SKIPPED, reply)
                 continue
             already = sent_before.get(sub.id, set())
-            allowed = {p for p in row.paper_ids if p in self._papers and p not in already}
+            allowed = frozenset(p for p in row.paper_ids if p in self._papers and p not in already)
             day = row.run_date or run_date  # a left-over row of an earlier run keeps its own date
-            try:
-                mail = None
-                if allowed or day == run_date:  # no "nothing new" mail for a day that is over
-                    matches = [m for m in matcher.select(sub.rules) if m.paper.id in allowed]
-                    if matches or not allowed:
-                        mail = self.composer.compose(sub, matches, day, now)
-            except Exception as exc:  # one bad paper or template never stops the run
-                log.exception("could not render the digest for subscriber %d", row.subscriber_id)
-                settle(row, DeliveryState.FAILED, f"render failed: {type(exc).__name__}: {exc}")
+            if not allowed and day != run_date:  # no "nothing new" mail for a day that is over
+                self._settle(conn, batch, row, DeliveryState.SKIPPED, "not sent: no matching papers left")
                 continue
-            if mail is None:
-                settle(row, DeliveryState.SKIPPED, "not sent: no matching papers left")
-                continue
-            batch.jobs.append((row, mail))
+            batch.jobs.append(Job(row, sub, allowed, day))
         return batch
+
+    def _settle(self, conn: Bind, batch: _Batch, row: outbox.Due, state: DeliveryState, reply: str) -> None:
+        # Straight to the final state (conditionally): no mail is involved, so it never passes `sending`.
+        batch.settled += outbox.settle(conn, row, state, reply, batch.now)
+
+    def _render(self, conn: Bind, batch: _Batch, job: Job) -> DigestMail | None:
+        """The job's mail, or None after settling a row with nothing to send (or whose render failed)."""
+        assert batch.matcher is not None
+        try:
+            mail = None
+            selected = self._select(batch.matcher, job.subscriber.rules)
+            matches = [m for m in selected if m.paper.id in job.papers]
+            if matches or not job.papers:
+                mail = self.composer.compose(job.subscriber, matches, job.day, batch.now)
+        except Exception as exc:  # one bad paper or template never stops the run
+            log.exception("could not render the digest for subscriber %d", job.row.subscriber_id)
+            reply = f"render failed: {type(exc).__name__}: {exc}"
+            self._settle(conn, batch, job.row, DeliveryState.FAILED, reply)
+            return None
+        if mail is None:
+            self._settle(conn, batch, job.row, DeliveryState.SKIPPED, "not sent: no matching papers left")
+        return mail
+
+    def _select(self, matcher: BatchMatcher, rules: tuple[Rule, ...]) -> list[MatchedPaper]:
+        """matcher.select(rules), kept per distinct rule set while the matcher stays the same."""
+        if self._selected_for is not matcher or len(self._selected) >= SELECT_CACHE_SIZE:
+            self._selected, self._selected_for = {}, matcher
+        found = self._selected.get(rules)
+        if found is None:
+            found = self._selected[rules] = matcher.select(rules)
+        return found
 
     def _matcher_for(self, rows: list[outbox.Due]) -> BatchMatcher:
         """One matcher over the papers of the rows seen so far, so rules and explanations are computed once."""
@@ -220,15 +263,23 @@ class Delivery:
         return self._matcher
 
     async def _send_one(
-        self, conn: Bind, claims: Bind, gate: asyncio.Semaphore, job: Job, batch: _Batch
+        self, conn: Bind, claims: ClaimBatcher, gate: asyncio.Semaphore, job: Job, batch: _Batch
     ) -> outbox.Outcome | None:
-        row, mail = job
+        row = job.row
         async with gate:
             if self.options.stopping or batch.fatal:
                 return None
-            claimed = outbox.claim_one(claims, row, self.clock())
+            # Rendered here, one at a time as connections free up, so rendering overlaps the other
+            # connections' sends instead of keeping the whole pool idle while the batch renders.
+            mail = self._render(conn, batch, job)
+            if mail is None:
+                return None
+            claimed = await claims.claim(row)
             if claimed is None:
                 return None  # another process claimed it first
+            if self.options.stopping or batch.fatal:  # stopped while the claim was in flight: give it back
+                outbox.release(conn, [claimed], self.clock(), "not sent: the run stopped before this message")
+                return None
             batch.handed[row.id] = claimed
             self._tries[row.id] = self._tries.get(row.id, 0) + 1
             try:
@@ -251,7 +302,8 @@ class Delivery:
         stays pending; one cancelled inside the transport may or may not have reached the server: uncertain
         (RFC 1047). (gather has already cancelled the unfinished tasks.)
         """
-        for (row, _mail), task in zip(batch.jobs, tasks, strict=True):
+        for job, task in zip(batch.jobs, tasks, strict=True):
+            row = job.row
             finished = task.done() and not task.cancelled()
             error = task.exception() if finished else None
             res = task.result() if finished and error is None else None

@@ -29,11 +29,9 @@ log = logging.getLogger("digest.outgoing")
 
 
 def dkim_signer(config: Config) -> DkimSigner | None:
-    """The DKIM signer of ``[digest] dkim_*`` (the key file is read here, once), or None when not configured."""
-    d = config.digest
-    if not (d.dkim_key_file and d.dkim_selector and d.dkim_domain):
-        return None
-    return DkimSigner.from_file(config.resolve(d.dkim_key_file), d.dkim_selector, d.dkim_domain)
+    """The DKIM signer of ``[digest] dkim_*`` (RSA, plus Ed25519 when configured; the key files are read here,
+    once), or None when not configured. Digests and service mails both sign through it."""
+    return DkimSigner.from_config(config)
 
 
 def envelope_sender(config: Config, delivery_id: int | None = None, *, secret: str | None = None) -> str:

@@ -129,11 +129,7 @@ async def run_digest(
         report.status, report.error = RunStatus.LOCKED, str(exc)
         return report
     if claim.finished:
-        report.status = RunStatus.DONE
-        report.problems.append(f"the run for {run_date} had already finished: nothing new was sent")
-        _fill_counts(report, outbox.state_counts(engine, claim.id))
-        report.seconds = time.monotonic() - started
-        return report
+        return _already_finished(engine, claim.id, report, started)
     if claim.took_over:
         log.warning("taking over the unfinished run for %s", run_date)
     run = _Run(
@@ -148,6 +144,20 @@ async def run_digest(
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beating
+
+
+def _already_finished(engine: Engine, run_id: int, report: RunReport, started: float) -> RunReport:
+    """A rerun of a finished date: this run sent nothing, and says so (its counts are its own: zero)."""
+    earlier = RunReport(run_date=report.run_date)
+    _fill_counts(earlier, outbox.state_counts(engine, run_id))
+    report.status = RunStatus.DONE
+    report.problems.append(
+        f"the run for {report.run_date} had already finished ({earlier.sent} sent, {earlier.failed} failed, "
+        f"{earlier.uncertain} uncertain then): nothing was sent now"
+    )
+    report.seconds = time.monotonic() - started
+    log.info("run %s had already finished: nothing sent", report.run_date, extra={"run": report.to_json()})
+    return report
 
 
 async def _heartbeat(engine: Engine, run_id: int, owner: str, clock: Clock) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from types import TracebackType
 from typing import Self
 
@@ -14,10 +13,9 @@ from digest.config import is_loopback
 from digest.errors import DeliveryError
 from digest.mailer.connect import ConnectFailed, Connector
 from digest.mailer.outcome import SendOutcome, SmtpSettings, bad_address, classify
+from digest.message import WireMessage
 
 _SERVICE_CLOSING = 421
-_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 # After a failed connect, sends that need a new connection fail fast for this long instead of each
 # waiting out its own connect timeout while the server is down.
 _CONNECT_BACKOFF_S = 5.0
@@ -43,17 +41,19 @@ class _Slot:
 
 def prepare_data(message: bytes) -> bytes:
     """The DATA payload: CRLF line endings, leading dots doubled (RFC 5321 4.5.2), the final CRLF.CRLF."""
-    # Fast path for what build_message makes (CRLF only, base64 bodies): counting is a C loop, the
-    # regular expressions below cost about 0.3 ms on a typical 80 KB digest.
-    crlf = message.count(b"\r\n")
-    if crlf == message.count(b"\n") == message.count(b"\r"):
-        body = message
-    else:
-        body = _LINE_ENDINGS.sub(b"\r\n", message)
+    if type(message) is WireMessage:
+        # build_message's output is clean by construction: the scans below cost 0.3 ms on a 130 KB digest.
+        return message + b".\r\n" if message.endswith(b"\r\n") else message + b"\r\n.\r\n"
+    body = message
+    if b"\r" in body or b"\n" in body:
+        # Only bytes.replace (C): bare CR and bare LF become CRLF without touching the CRLF pairs.
+        body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     if body.startswith(b".") or b"\n." in body:
-        body = _LEADING_DOT.sub(b"..", body)
+        body = body.replace(b"\n.", b"\n..")
+        if body.startswith(b"."):
+            body = b"." + body
     return body + b".\r\n"
 
 

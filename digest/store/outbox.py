@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
 from digest.clock import maybe_utc
 from digest.models import DeliveryState, RunStatus, SubscriberStatus
+from digest.store.bulk import insert_delivered, update_outcomes
 from digest.store.db import Bind, transaction
 from digest.store.settings import sending_allowed
-from digest.store.tables import delivered_paper, delivery, run, subscriber
+from digest.store.tables import delivery, run, subscriber
 
 
 @dataclass(frozen=True)
@@ -214,9 +214,8 @@ def record_outcomes(
     ]
     sent_subscribers = sorted({o.claimed.subscriber_id for o in outcomes if o.state == DeliveryState.SENT})
     with transaction(bind) as conn:
-        conn.execute(_RECORD, rows)
-        if delivered_rows:
-            _insert_ignore(conn, delivered_paper, delivered_rows, ["subscriber_id", "paper_id"])
+        update_outcomes(conn, rows)  # one statement per table on PostgreSQL (digest/store/bulk.py)
+        insert_delivered(conn, delivered_rows)
         if sent_subscribers:
             conn.execute(
                 subscriber.update()
@@ -245,19 +244,6 @@ def record_outcomes(
     return result
 
 
-_RECORD = (
-    delivery.update()
-    .where(delivery.c.id == sa.bindparam("row_id"), delivery.c.state == DeliveryState.SENDING)
-    .values(
-        state=sa.bindparam("new_state"),
-        last_reply=sa.bindparam("reply"),
-        message_id=sa.bindparam("msg_id"),
-        next_attempt_at=sa.bindparam("next_at"),
-        updated_at=sa.bindparam("now"),
-    )
-)
-
-
 def release(bind: Bind, claimed: Sequence[Claimed], now: datetime, reason: str) -> None:
     """Give back rows that were claimed but never handed to the server (nothing was sent)."""
     if not claimed:
@@ -273,17 +259,6 @@ def release(bind: Bind, claimed: Sequence[Claimed], now: datetime, reason: str) 
                 updated_at=now,
             )
         )
-
-
-def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
 def retry_runs(engine: sa.Engine, since: datetime) -> list[int]:

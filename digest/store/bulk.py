@@ -1,0 +1,96 @@
+"""Recording a batch of delivery outcomes in one statement per table on PostgreSQL.
+
+``record_outcomes`` wrote a batch as one UPDATE per row and one INSERT per delivered paper (16 digests of 30
+papers: 496 statements). psycopg pipelines them into one round trip, but each still costs the server a
+statement and us its Python-side bookkeeping. Here each table gets one statement that reads its rows from
+arrays (``unnest``). SQLite keeps ``executemany``: it is in-process, and its loop runs in C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from digest.models import DeliveryState
+from digest.store.tables import delivered_paper, delivery
+
+__all__ = ["insert_delivered", "update_outcomes"]
+
+_UPDATE_PG = sa.text(
+    """
+    UPDATE delivery AS d
+    SET state = v.state, last_reply = v.reply, message_id = v.msg_id, next_attempt_at = v.next_at,
+        updated_at = v.now
+    FROM unnest(
+        CAST(:ids AS integer[]), CAST(:states AS varchar[]), CAST(:replies AS text[]),
+        CAST(:msg_ids AS varchar[]), CAST(:next_ats AS timestamptz[]), CAST(:nows AS timestamptz[])
+    ) AS v(id, state, reply, msg_id, next_at, now)
+    WHERE d.id = v.id AND d.state = :sending
+    """
+)
+
+_INSERT_DELIVERED_PG = sa.text(
+    """
+    INSERT INTO delivered_paper (subscriber_id, paper_id, run_id, delivered_at)
+    SELECT * FROM unnest(
+        CAST(:subscriber_ids AS integer[]), CAST(:paper_ids AS varchar[]), CAST(:run_ids AS integer[]),
+        CAST(:delivered_ats AS timestamptz[])
+    )
+    ON CONFLICT (subscriber_id, paper_id) DO NOTHING
+    """
+)
+
+_UPDATE_ONE = (
+    delivery.update()
+    .where(delivery.c.id == sa.bindparam("row_id"), delivery.c.state == DeliveryState.SENDING)
+    .values(
+        state=sa.bindparam("new_state"),
+        last_reply=sa.bindparam("reply"),
+        message_id=sa.bindparam("msg_id"),
+        next_attempt_at=sa.bindparam("next_at"),
+        updated_at=sa.bindparam("now"),
+    )
+)
+
+
+def update_outcomes(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """``sending -> new_state`` for each row (keys: row_id, new_state, reply, msg_id, next_at, now)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(_UPDATE_ONE, list(rows))
+        return
+    conn.execute(
+        _UPDATE_PG,
+        {
+            "ids": [r["row_id"] for r in rows],
+            "states": [str(r["new_state"]) for r in rows],
+            "replies": [r["reply"] for r in rows],
+            "msg_ids": [r["msg_id"] for r in rows],
+            "next_ats": [r["next_at"] for r in rows],
+            "nows": [r["now"] for r in rows],
+            "sending": str(DeliveryState.SENDING),
+        },
+    )
+
+
+def insert_delivered(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """delivered_paper rows (subscriber_id, paper_id, run_id, delivered_at); ones already there are kept."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        keys = ["subscriber_id", "paper_id"]
+        conn.execute(sqlite_insert(delivered_paper).on_conflict_do_nothing(index_elements=keys), list(rows))
+        return
+    conn.execute(
+        _INSERT_DELIVERED_PG,
+        {
+            "subscriber_ids": [r["subscriber_id"] for r in rows],
+            "paper_ids": [r["paper_id"] for r in rows],
+            "run_ids": [r["run_id"] for r in rows],
+            "delivered_ats": [r["delivered_at"] for r in rows],
+        },
+    )
