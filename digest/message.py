@@ -140,10 +140,11 @@ def _base64_body(text: str) -> bytes:
     cuts the lines 64 at a time (a Python slice per line cost 11% of a run). Measured on a 30-paper digest
     (scripts/bench, bench_email): quoted-printable makes the HTML part 21% smaller but costs 2.6x the CPU of
     this, and it would let lines start with "." (dot-stuffing) and carry scraped text's long lines."""
-    data = text.encode("utf-8")
+    # A lone surrogate (JSON can carry one) cannot be UTF-8: it becomes "?" rather than stop the mail.
+    data = text.encode("utf-8", "replace")
     # Byte-level scans are memchr-fast; the rare body with CR or NUL takes the slower normalising path.
     if b"\r" in data or b"\0" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\0", b"")
+        data = data.replace(b"\0", b"").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     encoded = binascii.b2a_base64(data.replace(b"\n", b"\r\n"), newline=False)
     n = len(encoded)
     size = _B64_BLOCK.size

@@ -28,8 +28,8 @@ TEXT = st.lists(
 
 
 def normalised(text: str) -> bytes:
-    """What the body must carry: UTF-8, CRLF line ends, no NUL."""
-    data = text.encode("utf-8").replace(b"\0", b"")
+    """What the body must carry: UTF-8, CRLF line ends, no NUL; a lone surrogate as "?"."""
+    data = text.encode("utf-8", "replace").replace(b"\0", b"")
     return re.sub(rb"\r\n|\r|\n", b"\r\n", data)
 
 
