@@ -224,6 +224,16 @@ class SubscriberEntry(_Section):
         return v.lower()[:3]
 
 
+class WorkersConfig(_Section):
+    """``[workers]``: PostgreSQL scale-out through procrastinate (``digest worker``)."""
+
+    enabled: bool = False
+    #: Outbox rows per delivery job.
+    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    #: A worker silent (no heartbeat) this long is taken for dead and its jobs are run again elsewhere.
+    stalled_after_s: Annotated[float, Field(ge=2, le=3600)] = 30
+
+
 class Config(_Section):
     """The whole validated configuration. ``path`` is where it was read from (relative paths resolve there)."""
 
@@ -235,7 +245,17 @@ class Config(_Section):
     security: SecurityConfig = SecurityConfig()
     digest: DigestConfig = DigestConfig()
     subscribers: list[SubscriberEntry] = []
+    workers: WorkersConfig = WorkersConfig()
     path: Path = Path(DEFAULT_CONFIG_NAME)
+
+    @model_validator(mode="after")
+    def _workers_need_postgres(self) -> Config:
+        if self.workers.enabled and not self.database.url.startswith("postgresql"):
+            raise ValueError(
+                "workers.enabled: worker processes need PostgreSQL (database.url is SQLite); "
+                "set enabled = false or use a postgresql+psycopg:// URL"
+            )
+        return self
 
     @property
     def base_dir(self) -> Path:

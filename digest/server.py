@@ -31,6 +31,7 @@ from digest import pipeline
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import ServeError
+from digest.jobs import PlanDeferrer
 from digest.mailer import SmtpSettings
 from digest.models import RunReport
 from digest.scheduler import RETRY_EVERY, missed_run_date, next_fire_time
@@ -103,7 +104,8 @@ async def serve(
     _route_logs()
 
     mailer = LazyMailer(config)
-    service = DigestService(config, engine, clock=clock)
+    deferrer = PlanDeferrer(config, engine) if config.workers.enabled else None
+    service = DigestService(config, engine, clock=clock, dispatch=deferrer)
     app = create_app(config, engine, mailer, clock=clock)
     sock = listen(config.web.host, config.web.port)
     server = _http_server(config, app)
@@ -137,6 +139,8 @@ async def serve(
             with contextlib.suppress(BaseException):
                 await catch_up
         await mailer.aclose()
+        if deferrer is not None:
+            await deferrer.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()
