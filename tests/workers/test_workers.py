@@ -45,7 +45,7 @@ def test_three_workers_deliver_5000_subscribers_exactly_once(
     serve_day(hf, day)
     server = smtp_server()
     configs = [
-        worker_config(tmp_path / f"machine{i}", hf_url=hf.url, smtp_port=server.port, db_url=postgres_url)
+        worker_config(tmp_path / f"machine{i}", hf_url=hf.base_url, smtp_port=server.port, db_url=postgres_url)
         for i in range(3)
     ]
     engine = open_store(load_config(configs[0]))
@@ -79,7 +79,7 @@ def test_a_worker_killed_mid_chunk_leaves_at_most_pool_size_uncertain_and_no_dup
     configs = [
         worker_config(
             tmp_path / f"machine{i}",
-            hf_url=hf.url,
+            hf_url=hf.base_url,
             smtp_port=server.port,
             db_url=postgres_url,
             chunk_size=200,
@@ -126,10 +126,10 @@ def test_serve_and_two_workers_on_two_machines_agree(
     server = smtp_server()
     machine_a, machine_b = tmp_path / "a", tmp_path / "b"
     serve_cfg = worker_config(
-        machine_a, hf_url=hf.url, smtp_port=server.port, db_url=postgres_url, chunk_size=50
+        machine_a, hf_url=hf.base_url, smtp_port=server.port, db_url=postgres_url, chunk_size=50
     )
     other_cfg = worker_config(
-        machine_b, hf_url=hf.url, smtp_port=server.port, db_url=postgres_url, chunk_size=50
+        machine_b, hf_url=hf.base_url, smtp_port=server.port, db_url=postgres_url, chunk_size=50
     )
     engine = open_store(load_config(serve_cfg))
     emails = add_subscribers(engine, 300)
