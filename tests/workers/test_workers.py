@@ -45,7 +45,9 @@ def test_three_workers_deliver_5000_subscribers_exactly_once(
     serve_day(hf, day)
     server = smtp_server()
     configs = [
-        worker_config(tmp_path / f"machine{i}", hf_url=hf.base_url, smtp_port=server.port, db_url=postgres_url)
+        worker_config(
+            tmp_path / f"machine{i}", hf_url=hf.base_url, smtp_port=server.port, db_url=postgres_url
+        )
         for i in range(3)
     ]
     engine = open_store(load_config(configs[0]))
@@ -70,7 +72,7 @@ def test_three_workers_deliver_5000_subscribers_exactly_once(
     engine.dispose()
 
 
-def test_a_worker_killed_mid_chunk_leaves_at_most_pool_size_uncertain_and_no_duplicate(
+def test_a_worker_killed_mid_chunk_leaves_only_its_batch_uncertain_and_no_duplicate(
     tmp_path: Path, hf: Any, smtp_server: Any, postgres_url: str
 ) -> None:
     day = today_utc()
@@ -82,17 +84,17 @@ def test_a_worker_killed_mid_chunk_leaves_at_most_pool_size_uncertain_and_no_dup
             hf_url=hf.base_url,
             smtp_port=server.port,
             db_url=postgres_url,
-            chunk_size=200,
+            chunk_size=100,
         )
         for i in range(3)
     ]
     engine = open_store(load_config(configs[0]))
-    emails = add_subscribers(engine, 2000)
+    emails = add_subscribers(engine, 1000)
     logs = [tmp_path / f"worker{i}.log" for i in range(3)]
     workers = [start_worker(c, log) for c, log in zip(configs, logs, strict=True)]
     try:
         defer_plan(configs[0], day)
-        wait_until(lambda: len(server.messages) >= 400, 120, "400 messages sent", logs)
+        wait_until(lambda: len(server.messages) >= 200, 120, "200 messages sent", logs)
         coordinator = pid_of_owner(run_row(engine, day)["owner"])  # type: ignore[index]
         victim = next(w for w in workers if w.pid != coordinator)  # one that only runs chunks
         os.kill(victim.pid, signal.SIGKILL)
@@ -105,11 +107,11 @@ def test_a_worker_killed_mid_chunk_leaves_at_most_pool_size_uncertain_and_no_dup
     counts = received_by(server)
     assert max(counts.values()) == 1  # nobody got two digests
     uncertain = [e for e, s in states.items() if s == "uncertain"]
-    assert len(uncertain) <= 2  # pool_size: only the messages that were in flight
-    assert Counter(states.values()) == {
-        "sent": 2000 - len(uncertain),
-        **({"uncertain": len(uncertain)} if uncertain else {}),
-    }
+    # Results are recorded per batch (4 x pool_size = 8): the dead worker's rows still `sending` are the
+    # batch it was sending; of those, at most pool_size (2) were really in flight (never reached the sink).
+    assert len(uncertain) <= 8
+    assert sum(1 for e in uncertain if e not in counts) <= 2
+    assert Counter(states.values())["sent"] == 1000 - len(uncertain)
     assert all(counts.get(e) == 1 for e, s in states.items() if s == "sent")
     assert set(counts) <= set(emails)
     assert any(j["attempts"] > 0 for j in chunks)  # the dead worker's chunk was retried elsewhere
