@@ -138,15 +138,19 @@ async def serve(
         if catch_up is not None:
             with contextlib.suppress(BaseException):
                 await catch_up
-        await mailer.aclose()
-        if deferrer is not None:
-            await deferrer.aclose()
+        await _aclose(mailer, deferrer)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()
         engine.dispose()
         log.info("stopped")
     return 0 if server.started else 1
+
+
+async def _aclose(*closables: LazyMailer | PlanDeferrer | None) -> None:
+    for closable in closables:
+        if closable is not None:
+            await closable.aclose()
 
 
 def _http_server(config: Config, app: FastAPI) -> _Server:
