@@ -47,7 +47,7 @@ class Due:
 
 
 #: Above any row id: the open end of an id range.
-MAX_ID = 2**62
+MAX_ID = 2**31 - 1  # the id columns are INTEGER
 
 
 def due_deliveries(
