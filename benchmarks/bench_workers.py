@@ -8,6 +8,9 @@ digests over 4 reused connections to the same sink. Printed: msg/s, the ratio, t
 per message, each worker's peak RSS.
 
     DIGEST_TEST_PG_URL=$(scripts/start-postgres) python benchmarks/bench_workers.py [--quick] [--subscribers N]
+
+Written beside ``bench_realistic`` (another branch) with the same data and rules, to be folded into it as its
+"PostgreSQL with 2 workers" configuration.
 """
 
 from __future__ import annotations
