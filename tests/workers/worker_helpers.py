@@ -140,5 +140,3 @@ def pid_of_owner(owner: str | None) -> int | None:
         return None
     parts = owner.rsplit(":", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
