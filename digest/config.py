@@ -24,7 +24,7 @@ from digest.config_base import (
     is_loopback,
     read_secret,
 )
-from digest.config_features import AdminConfig, BouncesConfig, ChannelConfig, SemanticConfig
+from digest.config_features import AdminConfig, BouncesConfig, ChannelConfig, SemanticConfig, WorkersConfig
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -283,6 +283,7 @@ class Config(Section):
     subscribers: list[SubscriberEntry] = []
     channels: list[ChannelConfig] = []
     admin: AdminConfig | None = None
+    workers: WorkersConfig = WorkersConfig()
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
     @model_validator(mode="after")
@@ -291,6 +292,15 @@ class Config(Section):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"channel names must be unique: {', '.join(twice)} appears more than once")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_need_postgres(self) -> Config:
+        if self.workers.enabled and not self.database.url.startswith("postgresql"):
+            raise ValueError(
+                "workers.enabled: worker processes need PostgreSQL (database.url is SQLite); "
+                "set enabled = false or use a postgresql+psycopg:// URL"
+            )
         return self
 
     def channel(self, name: str) -> tuple[int, ChannelConfig]:

@@ -156,3 +156,13 @@ class AdminConfig(Section):
         if not value or not value.startswith("$argon2"):
             raise ConfigError([f"{path}: {key}: expected an argon2 hash; 'digest admin-password' prints one"])
         return value
+
+
+class WorkersConfig(Section):
+    """``[workers]``: PostgreSQL scale-out through procrastinate (``digest worker``)."""
+
+    enabled: bool = False
+    #: Outbox rows per delivery job.
+    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    #: A worker silent (no heartbeat) this long is taken for dead and its jobs are run again elsewhere.
+    stalled_after_s: Annotated[float, Field(ge=2, le=3600)] = 30

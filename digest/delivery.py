@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -38,6 +38,8 @@ from digest.store.papers import delivered_ids
 log = logging.getLogger("digest.delivery")
 
 Progress = Callable[[int, int], None]
+#: Hands the due rows of some runs to someone else to send (digest.jobs: one procrastinate job per chunk).
+Dispatch = Callable[[Sequence[int], date], Awaitable[None]]
 
 #: Within one run, a temporary failure is retried when its next attempt is due within this long.
 IN_RUN_RETRY_WINDOW = timedelta(minutes=5)
@@ -55,6 +57,10 @@ class RunOptions:
     #: Set it to stop gracefully (SIGTERM): no new message is handed to the server, messages already
     #: handed over finish, claimed ones not yet handed over go back to pending; the run ends "interrupted".
     stop: asyncio.Event | None = None
+    #: Only the rows with ids in this range (inclusive): one delivery chunk of a worker job.
+    id_range: tuple[int, int] | None = None
+    #: Set: the run dispatches its rows (to worker jobs) instead of sending them itself.
+    dispatch: Dispatch | None = None
 
     @property
     def stopping(self) -> bool:
@@ -137,18 +143,19 @@ class Delivery:
     async def _loop(self, conn: Bind, claims: ClaimBatcher, run_ids: Sequence[int], run_date: date) -> None:
         opts = self.options
         batch_size = opts.batch_size or max(8, 4 * self.config.smtp.pool_size)
-        total, done, cursor = outbox.count_due(self.engine, run_ids), 0, 0
+        first, last = opts.id_range or (1, outbox.MAX_ID)
+        total, done, cursor = outbox.count_due(self.engine, run_ids), 0, first - 1
         while not opts.stopping:
             now = self.clock()
-            rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor)
+            rows = outbox.due_deliveries(conn, run_ids, now, batch_size, after_id=cursor, upto_id=last)
             if rows:
                 cursor = rows[-1].id
                 rows = [r for r in rows if self._tries.get(r.id, 0) < self.config.smtp.max_attempts]
-            elif cursor:
-                cursor = 0  # end of a pass: start again from the top for retries that came due
+            elif cursor != first - 1:
+                cursor = first - 1  # end of a pass: start again from the top for retries that came due
                 continue
             else:
-                due = outbox.next_retry_at(conn, run_ids, exclude=self._exhausted())
+                due = outbox.next_retry_at(conn, run_ids, self._exhausted(), (first, last))
                 if due is None or due - now > opts.in_run_retry_window:
                     return
                 await opts.pause(max(0.0, (due - now).total_seconds()))

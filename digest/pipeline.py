@@ -36,7 +36,7 @@ from digest.planning import (
     stored_papers,
 )
 from digest.refresh import alert_anomalies
-from digest.store import db, outbox, planning, runs
+from digest.store import db, job_queue, outbox, planning, runs
 from digest.store.db import Engine
 from digest.store.settings import sending_pause
 from digest.store.subscribers import find_subscriber
@@ -62,8 +62,11 @@ _UNFINISHED = (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING
 
 
 def open_store(config: Config) -> Engine:
-    """The database of the config, migrated to the newest schema."""
-    return db.open_database(config.database_url)
+    """The database of the config, migrated to the newest schema (with procrastinate's when workers are on)."""
+    engine = db.open_database(config.database_url)
+    if config.workers.enabled:
+        job_queue.ensure_schema(engine)
+    return engine
 
 
 @dataclass
@@ -189,9 +192,12 @@ async def _run_claimed(run: _Run) -> RunReport:
     await post_channels(config, engine, run.run_date, alert=run.alert, clock=run.clock)
     run_ids = sorted({run.claim.id, *outbox.retry_runs(engine, deadline)})
     try:
-        await Delivery(config, engine, run.transport, report, clock=run.clock, options=run.options).deliver(
-            run_ids, run.run_date
-        )
+        if run.options.dispatch is not None:  # worker jobs send them (digest.jobs)
+            await run.options.dispatch(run_ids, run.run_date)
+        else:
+            await Delivery(
+                config, engine, run.transport, report, clock=run.clock, options=run.options
+            ).deliver(run_ids, run.run_date)
     except DeliveryError as exc:
         return await run.fail("smtp", f"the SMTP server failed: {exc}")
     return await _close(run)

@@ -32,6 +32,7 @@ from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import ServeError
 from digest.inbox import start_receivers
+from digest.jobs import PlanDeferrer
 from digest.mailer import SmtpSettings
 from digest.models import RunReport
 from digest.scheduler import RETRY_EVERY, missed_run_date, next_fire_time
@@ -110,7 +111,8 @@ async def serve(
     """
     engine = _open(config)
     mailer = LazyMailer(config)
-    service = DigestService(config, engine, clock=clock)
+    deferrer = PlanDeferrer(config, engine) if config.workers.enabled else None
+    service = DigestService(config, engine, clock=clock, dispatch=deferrer)
     app = create_app(config, engine, mailer, clock=clock)
     sock = listen(config.web.host, config.web.port)
     receivers = await start_receivers(config, engine, clock)  # bounces by LMTP / IMAP, when configured
@@ -144,14 +146,20 @@ async def serve(
         if catch_up is not None:
             with contextlib.suppress(BaseException):
                 await catch_up
-        await mailer.aclose()
         await receivers.aclose()
+        await _aclose(mailer, deferrer)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         sock.close()
         engine.dispose()
         log.info("stopped")
     return 0 if server.started else 1
+
+
+async def _aclose(*closables: LazyMailer | PlanDeferrer | None) -> None:
+    for closable in closables:
+        if closable is not None:
+            await closable.aclose()
 
 
 def _http_server(config: Config, app: FastAPI) -> _Server:

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -146,8 +147,11 @@ class DigestService:
         *,
         clock: Clock = utc_now,
         options: pipeline.RunOptions | None = None,
+        dispatch: Callable[[date], Awaitable[RunReport]] | None = None,
     ) -> None:
         self.config = config
+        #: Set (workers enabled): a run is handed to the workers (digest.jobs.PlanDeferrer) instead.
+        self.dispatch = dispatch
         self.engine = engine
         self.clock = clock
         self.options = options or pipeline.RunOptions()
@@ -204,15 +208,14 @@ class DigestService:
             # The subscribers already in the database still get their digest; the next run syncs again.
             log.error("could not sync the config subscribers: %s", exc)
         try:
-            async with SmtpPool(SmtpSettings.from_config(self.config)) as pool:
-                report = await pipeline.run_digest(
-                    self.config,
-                    self.engine,
-                    run_date,
-                    pool,
-                    clock=self.clock,
-                    options=dataclasses.replace(self.options, stop=self.stop),
-                )
+            if self.dispatch is not None:
+                report = await self.dispatch(run_date)
+            else:
+                async with SmtpPool(SmtpSettings.from_config(self.config)) as pool:
+                    options = dataclasses.replace(self.options, stop=self.stop)
+                    report = await pipeline.run_digest(
+                        self.config, self.engine, run_date, pool, clock=self.clock, options=options
+                    )
         except DeliveryError as exc:
             report = await record_failed_run(
                 self.config,

@@ -10,7 +10,7 @@ from digest.channels.post import channel_summary
 from digest.config import Config
 from digest.config_load import EXAMPLE_CONFIG, load_config, new_secret_key
 from digest.errors import ConfigError, DigestError
-from digest.store import db
+from digest.store import db, job_queue
 from digest.subscriptions import check_config_subscribers
 
 SECRET_FILE = "data/secret_key"
@@ -51,6 +51,8 @@ def init_workspace(path: Path, *, force: bool = False) -> InitResult:
         wrote_secret = True
     cfg.secret_key()  # the key in place must be usable
     engine = db.open_database(cfg.database_url)
+    if cfg.workers.enabled:
+        job_queue.ensure_schema(engine)
     engine.dispose()
     return InitResult(path, wrote_config, secret_path, wrote_secret, db.redact(cfg.database_url))
 

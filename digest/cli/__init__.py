@@ -12,6 +12,7 @@ from digest.cli import (  # noqa: F401  (registers commands)
     runs,
     service,
     setup_commands,
+    workers,
 )
 from digest.cli.base import app
 from digest.cli.main import main

@@ -47,15 +47,19 @@ class Due:
     run_date: date | None = None  # the date of the digest this row belongs to
 
 
+#: Above any row id: the open end of an id range.
+MAX_ID = 2**31 - 1  # the id columns are INTEGER
+
+
 def due_deliveries(
-    bind: Bind, run_ids: Sequence[int], now: datetime, limit: int, after_id: int = 0
+    bind: Bind, run_ids: Sequence[int], now: datetime, limit: int, after_id: int = 0, upto_id: int = MAX_ID
 ) -> list[Due]:
     """Up to ``limit`` due rows with ids above ``after_id``, in id order. Reading claims nothing: see ``claim_one``.
 
     The delivery loop pages with ``after_id`` so each query starts where the last batch ended instead of
     stepping over every row already sent (which made a large run quadratic).
     """
-    params = {"after": after_id, "runs": list(run_ids), "now": now, "limit": limit}
+    params = {"after": after_id, "upto": upto_id, "runs": list(run_ids), "now": now, "limit": limit}
     with transaction(bind) as conn:
         return [
             Due(
@@ -87,6 +91,7 @@ _DUE = (
     .join(run, run.c.id == delivery.c.run_id)
     .where(
         delivery.c.id > sa.bindparam("after"),
+        delivery.c.id <= sa.bindparam("upto"),
         delivery.c.run_id.in_(sa.bindparam("runs", expanding=True)),
         sa.or_(
             delivery.c.state == DeliveryState.PENDING,
@@ -143,13 +148,19 @@ def claim_one(bind: Bind, row: Due, now: datetime) -> Claimed | None:
     )
 
 
-def next_retry_at(bind: Bind, run_ids: Sequence[int], exclude: Collection[int] = ()) -> datetime | None:
-    """When the earliest retry row of these runs comes due; rows in ``exclude`` (those that used up their
-    attempts of this run) do not count."""
+def next_retry_at(
+    bind: Bind,
+    run_ids: Sequence[int],
+    exclude: Collection[int] = (),
+    id_range: tuple[int, int] = (0, MAX_ID),
+) -> datetime | None:
+    """When the earliest retry row of these runs (ids in ``id_range``) comes due; rows in ``exclude`` (those
+    that used up their attempts of this run) do not count."""
     query = (
         sa.select(delivery.c.id, delivery.c.next_attempt_at)
         .where(
             delivery.c.run_id.in_(list(run_ids)),
+            delivery.c.id.between(*id_range),
             delivery.c.state == DeliveryState.RETRY,
             delivery.c.next_attempt_at.is_not(None),
             sending_allowed(),
