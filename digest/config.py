@@ -19,6 +19,7 @@ from digest.config_base import (
     PLACEHOLDER_SECRETS,
     PLAIN_ADDRESS,
     Section,
+    check_cron,
     check_http_url,
     crontab_for_apscheduler,
     is_loopback,
@@ -46,29 +47,12 @@ class SourceConfig(Section):
     @field_validator("refresh")
     @classmethod
     def _refresh(cls, v: str) -> str:
-        return _check_cron(v)
+        return check_cron(v)
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
         return check_http_url(v)
-
-
-def _check_cron(v: str) -> str:
-    """A 5-field cron expression that APScheduler reads and that fires some day."""
-    if len(v.split()) != 5:
-        raise ValueError(f"expected 5 cron fields 'minute hour day month weekday', got {v!r}")
-    from apscheduler.triggers.cron import CronTrigger
-
-    try:
-        trigger = CronTrigger.from_crontab(crontab_for_apscheduler(v), timezone="UTC")
-    except ValueError as exc:
-        raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
-    from datetime import UTC, datetime
-
-    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
-        raise ValueError(f"the cron expression {v!r} never fires")
-    return v
 
 
 class ScheduleConfig(Section):
@@ -89,7 +73,7 @@ class ScheduleConfig(Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        return _check_cron(v)
+        return check_cron(v)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -95,3 +95,20 @@ def crontab_for_apscheduler(expr: str) -> str:
 
     fields[4] = ",".join(item(p) for p in fields[4].split(","))
     return " ".join(fields)
+
+
+def check_cron(v: str) -> str:
+    """A 5-field cron expression that APScheduler reads and that fires some day."""
+    if len(v.split()) != 5:
+        raise ValueError(f"expected 5 cron fields 'minute hour day month weekday', got {v!r}")
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        trigger = CronTrigger.from_crontab(crontab_for_apscheduler(v), timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression {v!r}: {exc}") from None
+    from datetime import UTC, datetime
+
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise ValueError(f"the cron expression {v!r} never fires")
+    return v
