@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from digest.models import DeliveryState, Paper
 from digest.store.papers import paper_from_row
+from digest.store.settings import sending_allowed
 from digest.store.tables import channel_post, delivery, paper, run
 
 #: States whose papers count as posted (or possibly posted) to a channel: never planned again.
@@ -144,6 +145,7 @@ def claim_post(engine: sa.Engine, post: Post, now: datetime) -> Post | None:
                 channel_post.c.state == post.state,
                 channel_post.c.attempts == post.attempts,
                 channel_post.c.state.in_([DeliveryState.PENDING, DeliveryState.RETRY]),
+                sending_allowed(),  # the console's kill switch holds channel posts too
             )
             .values(
                 state=DeliveryState.SENDING,

@@ -24,6 +24,7 @@ from digest.models import Paper
 from digest.pipeline import RunOptions, run_digest
 from digest.store import db
 from digest.store.papers import upsert_papers
+from digest.store.settings import pause_sending, release_sending
 from digest.store.tables import alert, channel_post
 
 
@@ -114,6 +115,22 @@ async def test_the_days_papers_are_posted_once_per_channel_by_the_run_and_never_
     await post_channels(config, engine, DAY + timedelta(days=1), alert=Alerts())
     assert len(hook.posts) == 2
     assert [r["state"] for r in posts(engine)][-2:] == ["skipped", "skipped"]
+    engine.dispose()
+
+
+async def test_nothing_is_posted_while_sending_is_paused_and_the_post_goes_after_the_release(
+    tmp_path: Path, hook: WebhookServer, env: str, db_url: str
+) -> None:
+    config = make_config(tmp_path, db_url=db_url, channels=[channel("lab", "agent*")])
+    engine = db.open_database(config.database_url)
+    upsert_papers(engine, papers(3), NOW)
+    assert pause_sending(engine, by="admin", reason="test", now=NOW)
+    t = FakeTime()
+    [held] = await post_channels(config, engine, DAY, alert=Alerts(), clock=t, options=opts(t))
+    assert held.state != "sent" and hook.posts == []
+    assert release_sending(engine)
+    [result] = await post_channels(config, engine, DAY, alert=Alerts(), clock=t, options=opts(t))
+    assert result.state == "sent" and len(hook.posts) == 1
     engine.dispose()
 
 
