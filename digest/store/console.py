@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from digest.models import DeliveryState, RunStatus
-from digest.store.tables import alert, delivery, paper, run, subscriber
+from digest.store.tables import alert, delivery, feedback, paper, run, subscriber
 
 DELETED_SUFFIX = "@deleted.invalid"
 #: Delivery states drawn in the chart, in legend order.
@@ -64,26 +64,13 @@ def daily_counts(engine: sa.Engine, first: date, last: date, zone: tzinfo) -> li
 
 
 def bounces_per_day(conn: sa.Connection, first: date, last: date, zone: tzinfo) -> dict[date, int]:
-    """Addresses bounced per day: from the ``feedback`` table when it exists, else the subscribers marked
-    bounced (by the day their row last changed)."""
+    """Bounces received per day (hard and soft, from ``feedback``)."""
     since = datetime.combine(first, datetime.min.time(), zone) - timedelta(days=1)
-    feedback = _feedback_table(conn)
-    times: Iterable[Any]
-    if (
-        feedback is not None
-        and (when := _first_column(feedback, "received_at", "created_at", "at")) is not None
-    ):
-        query = sa.select(when).where(when >= since)
-        kind = _first_column(feedback, "kind", "type", "category")
-        if kind is not None:
-            query = query.where(kind.like("%bounce%"))
-        times = conn.execute(query).scalars()
-    else:
-        times = conn.execute(
-            sa.select(subscriber.c.updated_at).where(
-                subscriber.c.status == "bounced", subscriber.c.updated_at >= since
-            )
-        ).scalars()
+    times: Iterable[Any] = conn.execute(
+        sa.select(feedback.c.received_at).where(
+            feedback.c.received_at >= since, feedback.c.kind.in_(("hard", "soft"))
+        )
+    ).scalars()
     out: Counter[date] = Counter()
     for value in times:
         moment = aware(value)
@@ -296,34 +283,13 @@ def deliveries_of(engine: sa.Engine, subscriber_id: int, limit: int = 500) -> li
         return _delivery_items(conn, query)
 
 
-def _feedback_table(conn: sa.Connection) -> sa.Table | None:
-    if not sa.inspect(conn).has_table("feedback"):
-        return None
-    return sa.Table("feedback", sa.MetaData(), autoload_with=conn)
-
-
-def _first_column(table: sa.Table, *names: str) -> sa.Column[Any] | None:
-    for name in names:
-        if name in table.c:
-            return table.c[name]
-    return None
-
-
 def feedback_rows(
     engine: sa.Engine, subscriber_id: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Bounces and complaints as received (newest first), for one subscriber or all; [] while there is no
-    ``feedback`` table. Rows are plain dicts: the page shows whatever columns the table has."""
+    """Bounces and complaints as received (newest first), for one subscriber or all."""
+    columns = [c for c in feedback.c if c.name != "raw"]  # the message itself stays out of the page
+    query = sa.select(*columns).order_by(feedback.c.received_at.desc(), feedback.c.id.desc()).limit(limit)
+    if subscriber_id is not None:
+        query = query.where(feedback.c.subscriber_id == subscriber_id)
     with engine.connect() as conn:
-        table = _feedback_table(conn)
-        if table is None:
-            return []
-        query = sa.select(table).limit(limit)
-        if subscriber_id is not None:
-            if "subscriber_id" not in table.c:
-                return []
-            query = query.where(table.c.subscriber_id == subscriber_id)
-        order = _first_column(table, "received_at", "created_at", "at", "id")
-        if order is not None:
-            query = query.order_by(order.desc())
         return [dict(r) for r in conn.execute(query).mappings()]

@@ -12,7 +12,7 @@ from digest.models import SubscriberStatus
 from digest.store import console
 from digest.store import console_subscribers as subs
 from digest.store.subscribers import add_subscriber
-from digest.store.tables import delivery, run
+from digest.store.tables import delivery, feedback, run
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 TODAY = NOW.date()
@@ -95,9 +95,8 @@ def test_daily_counts_cover_thirty_days_with_zeros_and_bounces(engine: sa.Engine
     add_delivery(engine, today_run, ids["bob%x@example.org"], "failed", NOW, last_reply="550 no such user")
     add_delivery(engine, today_run, ids["cy@lab.example.net"], "skipped", NOW)
     add_delivery(engine, old_run, ids["ada@example.org"], "uncertain", NOW)
-    set_status(engine, ids["bob%x@example.org"], "bounced")
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE subscriber SET updated_at = :t WHERE status = 'bounced'"), {"t": NOW})
+    _feedback(engine, ids["bob%x@example.org"], "hard", "550 no such user")
+    _feedback(engine, ids["ada@example.org"], "complaint", "abuse report")  # a complaint is not a bounce
     days = console.daily_counts(engine, TODAY - timedelta(days=29), TODAY, UTC)
     assert len(days) == 30 and days[0].day == TODAY - timedelta(days=29)
     assert days[-1].counts == {"sent": 1, "failed": 1, "uncertain": 0, "bounced": 1}
@@ -149,29 +148,30 @@ def test_send_hours_group_everybody_on_the_default_until_send_times_exist(engine
     assert console.subscriber_counts_by_status(engine) == {"active": 4}
 
 
-def test_feedback_is_empty_without_its_table_and_read_whole_once_it_exists(engine: sa.Engine) -> None:
-    ids = people(engine)
-    assert console.feedback_rows(engine) == []
-    assert console.feedback_rows(engine, ids["ada@example.org"]) == []
-    # As a later migration would make it (the other work's columns may differ: the page shows them all).
-    feedback = sa.Table(
-        "feedback",
-        sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("subscriber_id", sa.Integer),
-        sa.Column("kind", sa.String(16)),
-        sa.Column("received_at", sa.DateTime(timezone=True)),
-        sa.Column("detail", sa.Text),
-    )
-    feedback.create(engine)
+def _feedback(engine: sa.Engine, subscriber_id: int, kind: str, reason: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             feedback.insert().values(
-                subscriber_id=ids["ada@example.org"], kind="hard-bounce", received_at=NOW, detail="550 5.1.1"
+                received_at=NOW,
+                source="webhook",
+                kind=kind,
+                subscriber_id=subscriber_id,
+                reason=reason,
+                action="recorded",
+                raw=b"the message",
             )
         )
+
+
+def test_feedback_rows_are_one_subscribers_bounces_newest_first_without_the_raw_message(
+    engine: sa.Engine,
+) -> None:
+    ids = people(engine)
+    assert console.feedback_rows(engine) == []
+    _feedback(engine, ids["ada@example.org"], "hard", "550 5.1.1")
     rows = console.feedback_rows(engine, ids["ada@example.org"])
-    assert [(r["kind"], r["detail"]) for r in rows] == [("hard-bounce", "550 5.1.1")]
+    assert [(r["kind"], r["reason"]) for r in rows] == [("hard", "550 5.1.1")]
+    assert "raw" not in rows[0]
     assert console.feedback_rows(engine, ids["cy@lab.example.net"]) == []
     days = console.daily_counts(engine, TODAY - timedelta(days=1), TODAY, UTC)
     assert days[-1].counts["bounced"] == 1
