@@ -10,7 +10,7 @@ matches (with their explanations) to ``compose``, which only renders.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -23,6 +23,7 @@ from digest.sources import fetch_days
 from digest.store.db import Engine
 from digest.store.papers import delivered_ids, load_papers, upsert_papers
 from digest.store.planning import PlannedDelivery, in_flight_papers
+from digest.store.send_slots import planned_on
 from digest.store.subscribers import active_subscribers
 
 log = logging.getLogger("digest.planning")
@@ -47,6 +48,20 @@ def is_due(sub: Subscriber, run_date: date) -> bool:
 def due_subscribers(engine: Engine, run_date: date) -> list[Subscriber]:
     """The active subscribers whose digest falls on ``run_date``."""
     return [s for s in active_subscribers(engine) if is_due(s, run_date)]
+
+
+def unplanned_subscribers(
+    engine: Engine, run_date: date, audience: Collection[int] | None = None
+) -> list[Subscriber]:
+    """The subscribers due on ``run_date`` (only those in ``audience``, when given) who have no digest for
+    that local date yet: what a run or a send-time slot still has to plan."""
+    due = due_subscribers(engine, run_date)
+    if audience is not None:
+        due = [s for s in due if s.id in audience]
+    if not due:
+        return []
+    done = planned_on(engine, run_date)
+    return [s for s in due if s.id not in done]
 
 
 def fetch_cadence(subscribers: Sequence[Subscriber]) -> Cadence:

@@ -101,6 +101,8 @@ def to_subscriber(row: sa.Row[Any], rules: Sequence[Rule]) -> Subscriber:
         weekday=row.weekday,
         managed_by_config=bool(row.managed_by_config),
         token_version=row.token_version,
+        send_time=row.send_time,
+        timezone=row.timezone,
     )
 
 
