@@ -37,6 +37,9 @@ Busy = Callable[[], bool]
 
 JOB_ID = "digest-run"
 RETRY_JOB_ID = "digest-retry"
+SLOT_JOB_ID = "digest-slot"
+#: Send-time slots fire on every quarter hour of UTC, which is a quarter hour in every zone (even +05:45).
+SLOT_CRON = "*/15"
 #: How often the retry job looks at today's run. Ten minutes: a temporary SMTP outage delays the digests
 #: by minutes rather than a day, and an outage that lasts costs a cheap connection attempt (and, for a
 #: broken source, one fetch) every ten minutes; the admin alert is still sent once per problem per day.
@@ -153,6 +156,24 @@ def _add_retry_job(
         max_instances=2,
         # A tick delayed by a busy loop still counts; a tick is cheap and coalesced.
         misfire_grace_time=None,
+        replace_existing=True,
+    )
+
+
+def add_slot_job(scheduler: AsyncIOScheduler, slot: Callable[[], Awaitable[Any]]) -> None:
+    """Add the send-time slot: ``await slot()`` on every quarter hour (subscribers with their own send time).
+
+    Coalesced with one instance: slots missed during downtime run once, and that one slot sends every
+    missed subscriber once (a subscriber's digest is keyed by their local date, not by the slot).
+    """
+    scheduler.add_job(
+        slot,
+        CronTrigger(minute=SLOT_CRON, timezone=ZoneInfo("UTC")),
+        id=SLOT_JOB_ID,
+        name="send-time slot",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=MISFIRE_GRACE_S,
         replace_existing=True,
     )
 

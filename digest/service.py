@@ -22,14 +22,14 @@ from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from digest import pipeline, subscriptions
+from digest import pipeline, slots, subscriptions
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DeliveryError, DigestError, RunLockedError
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RunReport, RunStatus
 from digest.outgoing import ServiceMail, alert_admin
-from digest.scheduler import RETRY_EVERY, build_scheduler
+from digest.scheduler import RETRY_EVERY, add_slot_job, build_scheduler
 from digest.store import runs
 from digest.store.db import DatabaseError, Engine, IntegrityError
 from digest.store.run_status import release_runs
@@ -154,13 +154,23 @@ class DigestService:
         self._lock = asyncio.Lock()
         self._current: asyncio.Task[RunReport] | None = None
 
-    async def run(self, run_date: date) -> RunReport | None:
-        """Run the digest for ``run_date`` (after any run in progress); None when stopping."""
+    async def run(self, run_date: date, audience: frozenset[int] | None = None) -> RunReport | None:
+        """Run the digest for ``run_date`` (after any run in progress); None when stopping.
+
+        Without ``audience`` (the cron, its catch-up and retry) the run plans everyone who follows the cron
+        and those whose own send time has come on that date; with it (a send-time slot), only those, from
+        the stored papers (no fetch).
+        """
         async with self._lock:
             if self.stop.is_set():
                 log.info("not starting the run for %s: stopping", run_date)
                 return None
-            task = asyncio.ensure_future(self._run(run_date))
+            options = dataclasses.replace(self.options, stop=self.stop)
+            if audience is None:
+                options.audience = slots.run_audience(self.config, self.engine, run_date, self.clock())
+            else:
+                options.audience, options.fetch = audience, False
+            task = asyncio.ensure_future(self._run(run_date, options))
             self._current = task
             task.add_done_callback(self._finished)
             try:
@@ -180,7 +190,19 @@ class DigestService:
         if self._current is task:
             self._current = None
 
-    async def _run(self, run_date: date) -> RunReport:
+    async def slot(self) -> list[RunReport]:
+        """One send-time slot: a run per local date for the subscribers whose own send time has come and
+        who have no digest for that date (skipped while a run is in progress: the next slot catches up)."""
+        if self.busy():
+            return []
+        reports: list[RunReport] = []
+        for day, audience in slots.slot_audiences(self.config, self.engine, self.clock()).items():
+            report = await self.run(day, audience)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    async def _run(self, run_date: date, options: pipeline.RunOptions) -> RunReport:
         started = time.monotonic()
         log.info("run %s starting", run_date, extra={"run_date": run_date.isoformat()})
         try:
@@ -196,7 +218,7 @@ class DigestService:
                     run_date,
                     pool,
                     clock=self.clock,
-                    options=dataclasses.replace(self.options, stop=self.stop),
+                    options=options,
                 )
         except DeliveryError as exc:
             report = await record_failed_run(
@@ -278,7 +300,7 @@ def sync_subscribers(config: Config, engine: Engine) -> None:
 
 def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVERY) -> AsyncIOScheduler:
     """The scheduler of ``serve``: the daily cron and the same-day retry job, both running ``service``."""
-    return build_scheduler(
+    scheduler = build_scheduler(
         service.config,
         service.run,
         clock=service.clock,
@@ -286,6 +308,8 @@ def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVE
         busy=service.busy,
         retry_every=retry_every,
     )
+    add_slot_job(scheduler, service.slot)
+    return scheduler
 
 
 def _log_sync(result: Any) -> None:

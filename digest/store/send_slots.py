@@ -9,8 +9,8 @@ from datetime import date, datetime
 import sqlalchemy as sa
 
 from digest.models import Cadence, Subscriber, SubscriberStatus
-from digest.sendtimes import Schedule, parse_send_time, parse_timezone
-from digest.store.subscriber_rows import reload, require, utc
+from digest.sendtimes import Schedule
+from digest.store.subscriber_rows import reload, require, send_time_values, utc
 from digest.store.tables import delivery, subscriber
 
 _SCHEDULES = (
@@ -66,13 +66,10 @@ def set_send_time(
     SubscriberError for a time off the 15-minute steps or an unknown zone. A zone without a send time means
     nothing (the cron has its own zone) and is not kept.
     """
-    hhmm = parse_send_time(send_time) if send_time else None
-    zone = parse_timezone(timezone) if timezone else None
+    values = send_time_values(send_time, timezone)
     with engine.begin() as conn:
         require(conn, subscriber_id, allow_managed=allow_managed)
         conn.execute(
-            sa.update(subscriber)
-            .where(subscriber.c.id == subscriber_id)
-            .values(send_time=hhmm, timezone=zone if hhmm else None, updated_at=utc(now))
+            sa.update(subscriber).where(subscriber.c.id == subscriber_id).values(**values, updated_at=utc(now))
         )
         return reload(conn, subscriber_id)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from digest.errors import SubscriberError
 from digest.models import Cadence, Rule, Subscriber, SubscriberStatus
 from digest.rules import validate_rules
+from digest.sendtimes import parse_send_time, parse_timezone
 from digest.store.tables import rule, subscriber
 
 MAX_RULES = 20
@@ -70,6 +71,14 @@ def check_weekday(value: int) -> int:
     if not 0 <= value <= 6:
         raise SubscriberError(f"weekday must be 0 (Monday) to 6 (Sunday), got {value}")
     return value
+
+
+def send_time_values(send_time: str | None, timezone: str | None) -> dict[str, str | None]:
+    """The checked ``send_time`` and ``timezone`` columns (SubscriberError for a bad one); a zone without
+    a send time is not kept: who follows the cron follows its zone."""
+    hhmm = parse_send_time(send_time) if send_time else None
+    zone = parse_timezone(timezone) if timezone and hhmm else None
+    return {"send_time": hhmm, "timezone": zone}
 
 
 _RULES_BASE = sa.select(rule.c.subscriber_id, rule.c.name, rule.c.query).order_by(
