@@ -40,7 +40,9 @@ def planned_pairs(engine: sa.Engine, days: Iterable[date]) -> set[tuple[int, dat
     wanted = list(days)
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(delivery.c.subscriber_id, delivery.c.local_date).where(delivery.c.local_date.in_(wanted))
+            sa.select(delivery.c.subscriber_id, delivery.c.local_date).where(
+                delivery.c.local_date.in_(wanted)
+            )
         )
         return {(sid, day) for sid, day in rows}
 
@@ -70,6 +72,8 @@ def set_send_time(
     with engine.begin() as conn:
         require(conn, subscriber_id, allow_managed=allow_managed)
         conn.execute(
-            sa.update(subscriber).where(subscriber.c.id == subscriber_id).values(**values, updated_at=utc(now))
+            sa.update(subscriber)
+            .where(subscriber.c.id == subscriber_id)
+            .values(**values, updated_at=utc(now))
         )
         return reload(conn, subscriber_id)
