@@ -3,7 +3,7 @@
 One module per group of commands; importing them registers the commands on ``app`` in help order.
 """
 
-from digest.cli import papers, people, runs, service, setup_commands  # noqa: F401  (registers commands)
+from digest.cli import bulk, papers, people, runs, service, setup_commands  # noqa: F401  (registers commands)
 from digest.cli.base import app
 from digest.cli.main import main
 

@@ -1,0 +1,193 @@
+"""Bulk subscribers: ``digest import`` writes many checked rows in one transaction with set-based SQL
+(executemany in chunks, never a query per row); ``digest export`` reads them all back in two queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.models import SubscriberStatus
+from digest.store.subscriber_rows import not_deleted, rules_by_subscriber, utc
+from digest.store.tables import rule, subscriber
+
+CHUNK = 5000
+#: An import never moves an address out of these: only its owner can come back (on the web page).
+FINAL = frozenset({SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value})
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """One checked row of an import file."""
+
+    email: str
+    name: str | None
+    rules: tuple[str, ...]
+    cadence: str
+    weekday: int
+    send_time: str | None
+    timezone: str | None
+    status: str
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    kept: list[str] = field(default_factory=list)  # unsubscribed or bounced: left as they are
+    managed: list[str] = field(default_factory=list)  # [[subscribers]] of the config: the file wins
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def import_rows(engine: sa.Engine, rows: Sequence[ImportRow], now: datetime) -> ImportResult:
+    """Create or update every row in ONE transaction (all or nothing).
+
+    Unsubscribed and bounced addresses are left untouched, and so are the config's own subscribers.
+    """
+    when, result = utc(now), ImportResult()
+    with engine.begin() as conn:
+        known = _known(conn, [r.email for r in rows])
+        new = [r for r in rows if r.email not in known]
+        changed: list[tuple[int, ImportRow]] = []
+        for r in rows:
+            if r.email not in known:
+                continue
+            sid, status, managed = known[r.email]
+            if managed:
+                result.managed.append(r.email)
+            elif status in FINAL:
+                result.kept.append(r.email)
+            else:
+                changed.append((sid, replace(r, status=_merged_status(status, r.status))))
+        ids = _insert(conn, new, when)
+        _update(conn, changed, when)
+        _replace_rules(conn, [*zip(ids, new, strict=True), *changed])
+    result.created, result.updated = len(new), len(changed)
+    return result
+
+
+def _merged_status(current: str, wanted: str) -> str:
+    # An unconfirmed import (pending) does not send a confirmed reader back to pending.
+    if wanted == SubscriberStatus.PENDING.value and current != SubscriberStatus.PENDING.value:
+        return current
+    return wanted
+
+
+def _known(conn: sa.Connection, emails: Sequence[str]) -> dict[str, tuple[int, str, bool]]:
+    out: dict[str, tuple[int, str, bool]] = {}
+    query = sa.select(
+        subscriber.c.email, subscriber.c.id, subscriber.c.status, subscriber.c.managed_by_config
+    )
+    for chunk in _chunks(emails):
+        for email, sid, status, managed in conn.execute(query.where(subscriber.c.email.in_(list(chunk)))):
+            out[email] = (sid, status, bool(managed))
+    return out
+
+
+def _values(r: ImportRow) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "cadence": r.cadence,
+        "weekday": r.weekday,
+        "send_time": r.send_time,
+        "timezone": r.timezone,
+        "status": r.status,
+    }
+
+
+def _insert(conn: sa.Connection, rows: Sequence[ImportRow], when: datetime) -> list[int]:
+    ids: list[int] = []
+    statement = sa.insert(subscriber).returning(subscriber.c.id, sort_by_parameter_order=True)
+    for chunk in _chunks(rows):
+        values = [
+            {
+                "email": r.email,
+                **_values(r),
+                "managed_by_config": False,
+                "created_at": when,
+                "updated_at": when,
+                "confirmed_at": when if r.status == SubscriberStatus.ACTIVE.value else None,
+                "unsubscribed_at": when if r.status == SubscriberStatus.UNSUBSCRIBED.value else None,
+                "hard_bounces": 0,
+                "token_version": 0,
+                "consent_at": when,
+                "consent_source": "import",
+            }
+            for r in chunk
+        ]
+        ids.extend(conn.execute(statement, values).scalars())
+    return ids
+
+
+_UPDATE = (
+    sa.update(subscriber)
+    .where(subscriber.c.id == sa.bindparam("sid"))
+    .values(
+        name=sa.bindparam("name"),
+        cadence=sa.bindparam("cadence"),
+        weekday=sa.bindparam("weekday"),
+        send_time=sa.bindparam("send_time"),
+        timezone=sa.bindparam("timezone"),
+        status=sa.bindparam("status"),
+        updated_at=sa.bindparam("now"),
+        confirmed_at=sa.func.coalesce(subscriber.c.confirmed_at, sa.bindparam("confirmed")),
+        unsubscribed_at=sa.bindparam("unsubscribed"),
+    )
+)
+
+
+def _update(conn: sa.Connection, rows: Sequence[tuple[int, ImportRow]], when: datetime) -> None:
+    for chunk in _chunks(rows):
+        conn.execute(
+            _UPDATE,
+            [
+                {
+                    "sid": sid,
+                    **_values(r),
+                    "now": when,
+                    "confirmed": when if r.status == SubscriberStatus.ACTIVE.value else None,
+                    "unsubscribed": when if r.status == SubscriberStatus.UNSUBSCRIBED.value else None,
+                }
+                for sid, r in chunk
+            ],
+        )
+
+
+def _replace_rules(conn: sa.Connection, rows: Sequence[tuple[int, ImportRow]]) -> None:
+    ids = [sid for sid, _ in rows]
+    for chunk in _chunks(ids):
+        conn.execute(sa.delete(rule).where(rule.c.subscriber_id.in_(list(chunk))))
+    values = [
+        {"subscriber_id": sid, "position": i, "name": "", "query": q}
+        for sid, r in rows
+        for i, q in enumerate(r.rules)
+    ]
+    for chunk in _chunks(values):
+        conn.execute(sa.insert(rule), list(chunk))
+
+
+def export_rows(engine: sa.Engine) -> list[ImportRow]:
+    """Every subscriber (deleted ones excepted) with their rules, by id: what ``digest export`` writes."""
+    with engine.connect() as conn:
+        subs = conn.execute(sa.select(subscriber).where(not_deleted()).order_by(subscriber.c.id)).all()
+        rules = rules_by_subscriber(conn, sa.select(subscriber.c.id).where(not_deleted()))
+    return [
+        ImportRow(
+            s.email,
+            s.name,
+            tuple(r.query for r in rules.get(s.id, [])),
+            s.cadence,
+            s.weekday,
+            s.send_time,
+            s.timezone,
+            s.status,
+        )
+        for s in subs
+    ]
