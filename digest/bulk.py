@@ -47,6 +47,48 @@ class ImportProblems(DigestError):
         super().__init__("\n".join([*shown, *tail, "nothing was imported"]))
 
 
+class _Checker:
+    """Checks many rows, remembering what repeats: each distinct rule is parsed once, and each domain is
+    validated once (an address whose local part is plain dot-atom ASCII on a domain already validated has
+    the verdict ``normalize_email`` would give it, without running it again)."""
+
+    _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
+
+    def __init__(self) -> None:
+        self.rules: dict[str, str | None] = {}  # rule -> its problem (None: it parses)
+        self.domains: dict[str, str] = {}  # domain as typed (lower case) -> its normalised form
+
+    def email(self, raw: str) -> str:
+        local, at, domain = raw.strip(" ").rpartition("@")
+        local, key = local.lower(), domain.lower()
+        known = self.domains.get(key)
+        if at and known and len(local) <= 64 and len(local) + len(known) < 254 and self._plain(local):
+            return f"{local}@{known}"
+        address = normalize_email(raw)
+        self.domains.setdefault(key, address.rpartition("@")[2])
+        return address
+
+    def _plain(self, local: str) -> bool:
+        return (
+            bool(local)
+            and set(local) <= self._PLAIN
+            and local[0] != "."
+            and local[-1] != "."
+            and ".." not in local
+        )
+
+    def rule(self, query: str) -> None:
+        if query not in self.rules:
+            try:
+                parse_rule(query)
+                self.rules[query] = None
+            except RuleError as exc:
+                self.rules[query] = str(exc)
+        problem = self.rules[query]
+        if problem is not None:
+            raise SubscriberError(problem)
+
+
 @dataclass(frozen=True)
 class _Line:
     number: int
@@ -82,10 +124,11 @@ def read_csv(path: Path) -> tuple[list[_Line], list[str]]:
     return lines, []
 
 
-def check_row(line: _Line, confirmed: bool) -> ImportRow:
-    """One line as an ImportRow; SubscriberError or RuleError says what is wrong with it."""
+def check_row(line: _Line, confirmed: bool, checker: _Checker | None = None) -> ImportRow:
+    """One line as an ImportRow; SubscriberError says what is wrong with it."""
+    check = checker or _Checker()
     get = line.fields.get
-    email = normalize_email(get("email", ""))
+    email = check.email(get("email", ""))
     name = " ".join((get("name") or "").split()) or None
     if name is not None and (len(name) > 100 or any(ord(c) < 32 for c in name)):
         raise SubscriberError("name: one line of at most 100 characters")
@@ -94,8 +137,8 @@ def check_row(line: _Line, confirmed: bool) -> ImportRow:
         raise SubscriberError(f"rules: give 1 to {MAX_RULES} rules separated by ';'")
     for number, query in enumerate(rules, 1):
         try:
-            parse_rule(query)
-        except RuleError as exc:
+            check.rule(query)
+        except SubscriberError as exc:
             raise SubscriberError(f"rules: rule {number}: {exc}") from None
     cadence = (get("cadence") or "daily").strip().lower()
     if cadence not in ("daily", "weekly"):
@@ -140,10 +183,11 @@ def check_file(path: Path, confirmed: bool) -> list[ImportRow]:
     lines, problems = read_csv(path)
     rows: list[ImportRow] = []
     first_line: dict[str, int] = {}
+    checker = _Checker()
     for line in lines:
         try:
-            row = check_row(line, confirmed)
-        except (SubscriberError, RuleError) as exc:
+            row = check_row(line, confirmed, checker)
+        except SubscriberError as exc:
             problems.append(f"{path}:{line.number}: {exc}")
             continue
         if row.email in first_line:

@@ -138,3 +138,41 @@ def test_without_confirmed_new_addresses_wait_for_confirmation_and_readers_stay_
     import_file(engine, path, clock=clock)
     by_email = {s.email: s.status for s in list_subscribers(engine)}
     assert by_email == {"new@example.org": "pending", "reader@example.org": "active"}
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Ann.Lee+digest@Example.ORG",
+        "ann..lee@example.org",
+        ".ann@example.org",
+        "ann.@example.org",
+        "a" * 65 + "@example.org",
+        "ann@EXAMPLE.org",
+        "ann_o-k@example.org",
+        "ann@bücher.example",
+        "ann@localhost",
+        "ann@example.invalid",
+        " ann@example.org",
+        "ann@example.org\n",
+        "@example.org",
+        "ann\u00e9@example.org",
+        "a@b@example.org",
+    ],
+)
+def test_the_bulk_address_check_gives_the_verdict_of_normalize_email(address: str) -> None:
+    from digest.addresses import normalize_email
+    from digest.bulk import _Checker
+
+    checker = _Checker()
+    for warm in ("first@example.org", "first@bücher.example", "first@EXAMPLE.org"):
+        checker.email(warm)  # the domains are now known: the fast path is taken where it applies
+    try:
+        expected: str | None = normalize_email(address)
+    except SubscriberError:
+        expected = None
+    try:
+        got: str | None = checker.email(address)
+    except SubscriberError:
+        got = None
+    assert got == expected
