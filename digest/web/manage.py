@@ -12,7 +12,9 @@ from digest.errors import SubscriberError
 from digest.models import Cadence, Subscriber, SubscriberStatus
 from digest.notices import WEEKDAY_NAMES, schedule_phrase
 from digest.store import subscribers as repo
+from digest.store.send_slots import set_send_time
 from digest.web.preview import MAX_RULES_TEXT, check_rules
+from digest.web.sendtime_fields import check_fields, choices
 from digest.web.site import Site, SiteDep
 
 router = APIRouter()
@@ -30,6 +32,8 @@ class ManageForm(BaseModel):
     rules: str = ""
     cadence: str = "daily"
     weekday: str = "0"
+    send_time: str = ""
+    timezone: str = ""
     confirm_delete: str = ""
     csrf_token: str = ""
 
@@ -49,6 +53,9 @@ def manage_page(
         "unsubscribe_url": site.links(sub)["unsubscribe_url"],
         "admin_email": site.config.digest.admin_email or "",
         "page_url": f"/manage/{request.path_params['token']}",
+        **choices(site.config),
+        "when": {"send_time": sub.send_time, "timezone": sub.timezone, "prefill": False},
+        "when_error": "",
     }
     context.update(extra)
     return site.with_csrf(
@@ -118,7 +125,12 @@ def _save(site: Site, request: Request, sub: Subscriber, form: ManageForm) -> HT
     day = int(form.weekday) if form.weekday.isdigit() else -1
     if form.cadence not in ("daily", "weekly") or not 0 <= day <= 6:
         return manage_page(site, request, sub, 400, error="Choose daily or weekly and a day of the week.")
+    try:
+        when = check_fields(form.send_time, form.timezone, site.config)
+    except SubscriberError as exc:
+        return manage_page(site, request, sub, 400, when_error=str(exc))
     now = site.clock()
     repo.set_rules(site.engine, sub.id, lines, now=now)
-    sub = repo.set_cadence(site.engine, sub.id, Cadence(form.cadence), day, now)
+    repo.set_cadence(site.engine, sub.id, Cadence(form.cadence), day, now)
+    sub = set_send_time(site.engine, sub.id, when.send_time, when.timezone, now)
     return manage_page(site, request, sub, notice="Saved.")
