@@ -145,38 +145,22 @@ def _executemany(
     conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", values)
 
 
-_UPDATE = (
-    sa.update(subscriber)
-    .where(subscriber.c.id == sa.bindparam("sid"))
-    .values(
-        name=sa.bindparam("name"),
-        cadence=sa.bindparam("cadence"),
-        weekday=sa.bindparam("weekday"),
-        send_time=sa.bindparam("send_time"),
-        timezone=sa.bindparam("timezone"),
-        status=sa.bindparam("status"),
-        updated_at=sa.bindparam("now"),
-        confirmed_at=sa.func.coalesce(subscriber.c.confirmed_at, sa.bindparam("confirmed")),
-        unsubscribed_at=sa.bindparam("unsubscribed"),
-    )
-)
-
-
 def _update(conn: sa.Connection, rows: Sequence[tuple[int, ImportRow]], when: datetime) -> None:
+    """Update the known rows (driver executemany, like ``_insert``)."""
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    names = ("name", "cadence", "weekday", "send_time", "timezone", "status", "updated_at", "unsubscribed_at")
+    sets = ", ".join(f"{quote(n)} = {mark}" for n in names)
+    sql = f"UPDATE subscriber SET {sets}, confirmed_at = COALESCE(confirmed_at, {mark}) WHERE id = {mark}"
+    stamp = _bound(conn, subscriber.c.updated_at, when)
+    active, gone = SubscriberStatus.ACTIVE.value, SubscriberStatus.UNSUBSCRIBED.value
     for chunk in _chunks(rows):
-        conn.execute(
-            _UPDATE,
-            [
-                {
-                    "sid": sid,
-                    **_values(r),
-                    "now": when,
-                    "confirmed": when if r.status == SubscriberStatus.ACTIVE.value else None,
-                    "unsubscribed": when if r.status == SubscriberStatus.UNSUBSCRIBED.value else None,
-                }
-                for sid, r in chunk
-            ],
-        )
+        values = [
+            (r.name, r.cadence, r.weekday, r.send_time, r.timezone, r.status, stamp,
+             stamp if r.status == gone else None, stamp if r.status == active else None, sid)
+            for sid, r in chunk
+        ]  # fmt: skip
+        conn.exec_driver_sql(sql, values)
 
 
 def _replace_rules(conn: sa.Connection, rows: Sequence[tuple[int, ImportRow]]) -> None:
