@@ -46,7 +46,10 @@ def test_upgrading_from_0002_dates_existing_deliveries_by_their_run_and_keeps_su
             " ORDER BY delivery.id"
         ).all()
         sub = conn.exec_driver_sql("SELECT email, send_time, timezone FROM subscriber").one()
-    assert [(_d(r), _d(l)) for r, l in rows] == [(date(2026, 1, 1),) * 2, (date(2026, 1, 2),) * 2]
+    assert [(_d(run_day), _d(local)) for run_day, local in rows] == [
+        (date(2026, 1, 1),) * 2,
+        (date(2026, 1, 2),) * 2,
+    ]
     assert tuple(sub) == ("ada@example.org", None, None), "existing subscribers follow [schedule]"
     # The new key holds: a second digest for the same subscriber and local date is refused.
     insert = (
