@@ -23,7 +23,7 @@ from digest.config import Config
 from digest.delivery import Delivery, Progress, RunOptions
 from digest.errors import DeliveryError, RunLockedError, SourceError, StoreError, SubscriberError
 from digest.mailer import FileTransport, SmtpPool, SmtpSettings, Transport
-from digest.models import DeliveryState, RunReport, RunStatus
+from digest.models import Cadence, DeliveryState, RunReport, RunStatus
 from digest.outgoing import ServiceMail, alert_admin, envelope_sender
 from digest.planning import (
     Planner,
@@ -33,7 +33,7 @@ from digest.planning import (
     plan_day,
     plan_subscriber,
     stored_papers,
-    unplanned_subscribers,
+    unplanned,
 )
 from digest.store import db, outbox, planning, runs
 from digest.store.db import Engine
@@ -123,7 +123,7 @@ async def run_digest(
         log.warning("marked %d abandoned run(s) of dead processes as interrupted", abandoned)
     opts = options or RunOptions()
     # A finished date is opened again only for subscribers it has no digest for yet (a later slot's).
-    reopen = bool(unplanned_subscribers(engine, run_date, opts.audience))
+    reopen = bool(unplanned(engine, run_date, opts.audience))
     try:
         claim = runs.claim_run(engine, run_date, clock(), owner, reopen=reopen)
     except RunLockedError as exc:
@@ -185,17 +185,20 @@ async def _fetch_and_plan(run: _Run) -> None:
     """Plan the subscribers of the date (of the slot's audience) who have no digest for it yet, after
     fetching the widest window they need (unless the options say the papers are already stored)."""
     config, engine, run_date, options = run.config, run.engine, run.run_date, run.options
-    todo = unplanned_subscribers(engine, run_date, options.audience)
+    todo = unplanned(engine, run_date, options.audience)
     if options.fetch and (todo or not run.claim.planned):
-        papers = await fetch_and_store(config, engine, run_date, now=run.clock(), cadence=fetch_cadence(todo))
+        weekly = Cadence.WEEKLY in todo.values()
+        cadence = Cadence.WEEKLY if weekly else Cadence.DAILY
+        papers = await fetch_and_store(config, engine, run_date, now=run.clock(), cadence=cadence)
         run.report.papers_fetched = len(papers)
     else:
         run.report.papers_fetched = runs.papers_fetched(engine, run.claim.id)
     if run.claim.planned and not todo:
         return
     with planning.planning_lock(engine):  # another date's plan must see these rows, and we theirs
-        todo = unplanned_subscribers(engine, run_date, options.audience)  # again, under the lock
-        plan = [p.row() for p in Planner(config, engine, run_date, explain=False).plan(todo)]
+        todo = unplanned(engine, run_date, options.audience)  # again, under the lock
+        subs = [s for s in due_subscribers(engine, run_date) if s.id in todo] if todo else []
+        plan = [p.row() for p in Planner(config, engine, run_date, explain=False).plan(subs)]
         planning.write_plan(engine, run.claim.id, plan, run.clock(), skip_empty=config.schedule.skip_empty)
     log.info("planned %d deliveries for %s", sum(1 for p in plan if p.paper_ids), run_date)
 

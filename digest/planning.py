@@ -19,11 +19,12 @@ from digest.config import Config
 from digest.errors import RuleError
 from digest.models import Cadence, MatchedPaper, Paper, Subscriber
 from digest.rules import BatchMatcher
+from digest.sendtimes import is_due_on
 from digest.sources import fetch_days
 from digest.store.db import Engine
 from digest.store.papers import delivered_ids, load_papers, upsert_papers
 from digest.store.planning import PlannedDelivery, in_flight_papers
-from digest.store.send_slots import planned_on
+from digest.store.send_slots import active_schedules, planned_on
 from digest.store.subscribers import active_subscribers
 
 log = logging.getLogger("digest.planning")
@@ -42,7 +43,7 @@ def window(config: Config, run_date: date, cadence: Cadence = Cadence.DAILY) -> 
 
 def is_due(sub: Subscriber, run_date: date) -> bool:
     """Daily subscribers are due every day, weekly ones on their weekday."""
-    return sub.cadence != Cadence.WEEKLY or sub.weekday == run_date.weekday()
+    return is_due_on(sub.cadence, sub.weekday, run_date)
 
 
 def due_subscribers(engine: Engine, run_date: date) -> list[Subscriber]:
@@ -50,18 +51,18 @@ def due_subscribers(engine: Engine, run_date: date) -> list[Subscriber]:
     return [s for s in active_subscribers(engine) if is_due(s, run_date)]
 
 
-def unplanned_subscribers(
-    engine: Engine, run_date: date, audience: Collection[int] | None = None
-) -> list[Subscriber]:
+def unplanned(engine: Engine, run_date: date, audience: Collection[int] | None = None) -> dict[int, Cadence]:
     """The subscribers due on ``run_date`` (only those in ``audience``, when given) who have no digest for
-    that local date yet: what a run or a send-time slot still has to plan."""
-    due = due_subscribers(engine, run_date)
-    if audience is not None:
-        due = [s for s in due if s.id in audience]
-    if not due:
-        return []
+    that local date yet, with their cadence: what a run or a send-time slot still has to plan. Light: ids
+    only, no rules (a 100k list is read at every slot)."""
     done = planned_on(engine, run_date)
-    return [s for s in due if s.id not in done]
+    return {
+        s.id: s.cadence
+        for s in active_schedules(engine)
+        if is_due_on(s.cadence, s.weekday, run_date)
+        and s.id not in done
+        and (audience is None or s.id in audience)
+    }
 
 
 def fetch_cadence(subscribers: Sequence[Subscriber]) -> Cadence:

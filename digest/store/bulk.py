@@ -146,21 +146,59 @@ def _executemany(
 
 
 def _update(conn: sa.Connection, rows: Sequence[tuple[int, ImportRow]], when: datetime) -> None:
-    """Update the known rows (driver executemany, like ``_insert``)."""
-    quote = conn.dialect.identifier_preparer.quote
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    names = ("name", "cadence", "weekday", "send_time", "timezone", "status", "updated_at", "unsubscribed_at")
-    sets = ", ".join(f"{quote(n)} = {mark}" for n in names)
-    sql = f"UPDATE subscriber SET {sets}, confirmed_at = COALESCE(confirmed_at, {mark}) WHERE id = {mark}"
+    """Update the known rows set-based: the new values go into a temporary table (driver executemany),
+    then ONE ``UPDATE ... FROM`` (one statement per row was a round trip per row on PostgreSQL)."""
+    if not rows:
+        return
+    changes = sa.Table(
+        "import_changes",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        *(sa.Column(c.name, c.type) for c in _CHANGED),
+        prefixes=["TEMPORARY"],
+    )
+    changes.create(conn)
     stamp = _bound(conn, subscriber.c.updated_at, when)
     active, gone = SubscriberStatus.ACTIVE.value, SubscriberStatus.UNSUBSCRIBED.value
     for chunk in _chunks(rows):
         values = [
-            (r.name, r.cadence, r.weekday, r.send_time, r.timezone, r.status, stamp,
-             stamp if r.status == gone else None, stamp if r.status == active else None, sid)
+            (sid, r.name, r.cadence, r.weekday, r.send_time, r.timezone, r.status,
+             stamp if r.status == gone else None, stamp if r.status == active else None)
             for sid, r in chunk
         ]  # fmt: skip
-        conn.exec_driver_sql(sql, values)
+        _executemany(conn, changes, ["id", *(c.name for c in _CHANGED)], values)
+    new = changes.c
+    conn.execute(
+        sa.update(subscriber)
+        .where(subscriber.c.id == new.id)
+        .values(
+            name=new.name,
+            cadence=new.cadence,
+            weekday=new.weekday,
+            send_time=new.send_time,
+            timezone=new.timezone,
+            status=new.status,
+            unsubscribed_at=new.unsubscribed_at,
+            confirmed_at=sa.func.coalesce(subscriber.c.confirmed_at, new.confirmed_at),
+            updated_at=when,
+        )
+    )
+    changes.drop(conn)
+
+
+_CHANGED = [
+    subscriber.c[name]
+    for name in (
+        "name",
+        "cadence",
+        "weekday",
+        "send_time",
+        "timezone",
+        "status",
+        "unsubscribed_at",
+        "confirmed_at",
+    )
+]
 
 
 def _replace_rules(conn: sa.Connection, rows: Sequence[tuple[int, ImportRow]]) -> None:
