@@ -49,7 +49,7 @@ def manage_page(
         "notice": "",
         "error": "",
         "weekdays": list(enumerate(WEEKDAY_NAMES)),
-        "schedule": schedule_phrase(sub.cadence, sub.weekday),
+        "schedule": schedule_phrase(sub.cadence, sub.weekday) + _at(site, sub),
         "unsubscribe_url": site.links(sub)["unsubscribe_url"],
         "admin_email": site.config.digest.admin_email or "",
         "page_url": f"/manage/{request.path_params['token']}",
@@ -61,6 +61,12 @@ def manage_page(
     return site.with_csrf(
         request, lambda token: site.page("manage.html", status, csrf_token=token, **context)
     )
+
+
+def _at(site: Site, sub: Subscriber) -> str:
+    if sub.send_time is None:
+        return ""
+    return f" at {sub.send_time} ({sub.timezone or site.config.schedule.timezone})"
 
 
 @router.get("/manage/{token}", response_class=HTMLResponse)

@@ -59,7 +59,11 @@ async def test_the_manage_page_edits_and_clears_the_send_time(web: Web) -> None:
     form = {"action": "save", "rules": "diffusion", "cadence": "daily", "weekday": "0", "csrf_token": token}
 
     saved = await web.client.post(manage, data={**form, "send_time": "06:45", "timezone": "Europe/Berlin"})
-    assert saved.status_code == 200 and "Saved." in saved.text
+    assert (
+        saved.status_code == 200
+        and "Saved." in saved.text
+        and "every day at 06:45 (Europe/Berlin)" in saved.text
+    )
     assert (
         '<option value="06:45" selected>' in saved.text
         and '<option value="Europe/Berlin" selected>' in saved.text
