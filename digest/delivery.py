@@ -52,6 +52,10 @@ class RunOptions:
     #: Set it to stop gracefully (SIGTERM): no new message is handed to the server, messages already
     #: handed over finish, claimed ones not yet handed over go back to pending; the run ends "interrupted".
     stop: asyncio.Event | None = None
+    #: The subscriber ids a send-time slot plans (None: everyone due on the date, as ``digest run``).
+    audience: frozenset[int] | None = None
+    #: Fetch the source before planning new rows (a send-time slot plans from stored papers).
+    fetch: bool = True
 
     @property
     def stopping(self) -> bool:
