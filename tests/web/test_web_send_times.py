@@ -42,7 +42,7 @@ async def test_a_bad_send_time_or_zone_is_refused_with_the_form_kept(web: Web) -
 async def test_the_form_cannot_change_the_send_time_of_someone_already_subscribed(web: Web) -> None:
     await web.subscribe("ann@example.org")
     (confirmation,) = web.new_mail()
-    assert (await web.client.get(links_in(confirmation)["confirm"])).status_code == 200
+    assert (await web.confirm(links_in(confirmation)["confirm"])).status_code == 200
     await web.subscribe("ann@example.org", send_time="03:00", timezone="Asia/Tokyo")  # a stranger
     sub = repo.find_subscriber(web.engine, "ann@example.org")
     assert sub is not None and sub.status == "active" and sub.send_time is None
@@ -51,7 +51,7 @@ async def test_the_form_cannot_change_the_send_time_of_someone_already_subscribe
 async def test_the_manage_page_edits_and_clears_the_send_time(web: Web) -> None:
     await web.subscribe("ann@example.org")
     (confirmation,) = web.new_mail()
-    await web.client.get(links_in(confirmation)["confirm"])
+    await web.confirm(links_in(confirmation)["confirm"])
     (welcome,) = web.new_mail()
     manage = links_in(welcome)["manage"]
     page = await web.client.get(manage)
