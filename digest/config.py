@@ -243,6 +243,9 @@ class SubscriberEntry(Section):
     name: str | None = None
     cadence: Literal["daily", "weekly"] = "daily"
     weekday: str = "mon"
+    # Own send time ("HH:MM", quarter hours) and IANA zone; checked with the rules (check_config_subscribers).
+    send_time: str | None = None
+    timezone: str | None = None
 
     @field_validator("weekday")
     @classmethod

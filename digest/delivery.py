@@ -61,6 +61,10 @@ class RunOptions:
     id_range: tuple[int, int] | None = None
     #: Set: the run dispatches its rows (to worker jobs) instead of sending them itself.
     dispatch: Dispatch | None = None
+    #: The subscriber ids a send-time slot plans (None: everyone due on the date, as ``digest run``).
+    audience: frozenset[int] | None = None
+    #: Fetch the source before planning new rows (a send-time slot plans from stored papers).
+    fetch: bool = True
 
     @property
     def stopping(self) -> bool:

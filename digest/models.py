@@ -131,6 +131,8 @@ class Subscriber:
     weekday: int = 0  # 0 = Monday; used when cadence is weekly
     managed_by_config: bool = False
     token_version: int = 0  # part of every mailed link; bumping it revokes them all
+    send_time: str | None = None  # "HH:MM" local; None: follows [schedule] cron (digest.sendtimes)
+    timezone: str | None = None  # IANA zone of send_time; None: [schedule] timezone
 
 
 @dataclass(frozen=True, slots=True)

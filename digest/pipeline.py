@@ -24,9 +24,10 @@ from digest.config import Config
 from digest.delivery import Delivery, Progress, RunOptions
 from digest.errors import DeliveryError, RunLockedError, SourceError, StoreError, SubscriberError
 from digest.mailer import FileTransport, SmtpPool, SmtpSettings, Transport
-from digest.models import DeliveryState, RunReport, RunStatus
+from digest.models import Cadence, DeliveryState, RunReport, RunStatus
 from digest.outgoing import ServiceMail, alert_admin, envelope_sender
 from digest.planning import (
+    Planner,
     due_subscribers,
     fetch_and_store,
     fetch_cadence,
@@ -34,6 +35,7 @@ from digest.planning import (
     plan_subscriber,
     refresh_window,
     stored_papers,
+    unplanned,
 )
 from digest.refresh import alert_anomalies
 from digest.store import db, job_queue, outbox, planning, runs
@@ -126,8 +128,11 @@ async def run_digest(
     abandoned = runs.recover_abandoned(engine, clock(), owner)
     if abandoned:
         log.warning("marked %d abandoned run(s) of dead processes as interrupted", abandoned)
+    opts = options or RunOptions()
+    # A finished date is opened again only for subscribers it has no digest for yet (a later slot's).
+    reopen = bool(unplanned(engine, run_date, opts.audience))
     try:
-        claim = runs.claim_run(engine, run_date, clock(), owner)
+        claim = runs.claim_run(engine, run_date, clock(), owner, reopen=reopen)
     except RunLockedError as exc:
         report.status, report.error = RunStatus.LOCKED, str(exc)
         return report
@@ -135,9 +140,7 @@ async def run_digest(
         return _already_finished(engine, claim.id, report, started)
     if claim.took_over:
         log.warning("taking over the unfinished run for %s", run_date)
-    run = _Run(
-        config, engine, run_date, transport, clock, options or RunOptions(), claim, owner, report, started
-    )
+    run = _Run(config, engine, run_date, transport, clock, opts, claim, owner, report, started)
     # The heartbeat runs beside everything else (fetch, retry pauses, slow batches): a live run is never
     # mistaken for a dead one and taken over.
     beating = asyncio.ensure_future(_heartbeat(engine, claim.id, owner, clock))
@@ -181,13 +184,10 @@ async def _run_claimed(run: _Run) -> RunReport:
         report.problems.append(
             f"{expired} earlier deliveries gave up after {config.smtp.retry_hours} hours of retries"
         )
-    if not run.claim.planned:
-        try:
-            await _fetch_and_plan(run)
-        except SourceError as exc:
-            return await run.fail("source", f"the paper source failed: {exc}")
-    else:
-        report.papers_fetched = runs.papers_fetched(engine, run.claim.id)
+    try:
+        await _fetch_and_plan(run)
+    except SourceError as exc:
+        return await run.fail("source", f"the paper source failed: {exc}")
     # [[channels]]: the day's papers, once per channel (digest/channels/post.py).
     await post_channels(config, engine, run.run_date, alert=run.alert, clock=run.clock)
     run_ids = sorted({run.claim.id, *outbox.retry_runs(engine, deadline)})
@@ -204,16 +204,25 @@ async def _run_claimed(run: _Run) -> RunReport:
 
 
 async def _fetch_and_plan(run: _Run) -> None:
-    """Fetch the widest window the due subscribers need, then write the plan (under the planning lock)."""
-    config, engine, run_date = run.config, run.engine, run.run_date
-    cadence = fetch_cadence(due_subscribers(engine, run_date))
-    fetched = await refresh_window(config, engine, run_date, now=run.clock(), cadence=cadence)
-    run.report.papers_fetched = len(fetched.papers)
-    if fetched.anomalies:  # the digest still goes out; those days are asked again at the next refresh
-        service = ServiceMail.for_config(config, run.transport, run.clock)
-        await alert_anomalies(service, engine, fetched.anomalies)
+    """Plan the subscribers of the date (of the slot's audience) who have no digest for it yet, after
+    fetching the widest window they need (unless the options say the papers are already stored)."""
+    config, engine, run_date, options = run.config, run.engine, run.run_date, run.options
+    todo = unplanned(engine, run_date, options.audience)
+    if options.fetch and (todo or not run.claim.planned):
+        cadence = Cadence.WEEKLY if Cadence.WEEKLY in todo.values() else Cadence.DAILY
+        fetched = await refresh_window(config, engine, run_date, now=run.clock(), cadence=cadence)
+        run.report.papers_fetched = len(fetched.papers)
+        if fetched.anomalies:  # the digest still goes out; those days are asked again at the next refresh
+            service = ServiceMail.for_config(config, run.transport, run.clock)
+            await alert_anomalies(service, engine, fetched.anomalies)
+    else:
+        run.report.papers_fetched = runs.papers_fetched(engine, run.claim.id)
+    if run.claim.planned and not todo:
+        return
     with planning.planning_lock(engine):  # another date's plan must see these rows, and we theirs
-        plan = [p.row() for p in plan_day(config, engine, run_date, explain=False)]
+        todo = unplanned(engine, run_date, options.audience)  # again, under the lock
+        subs = [s for s in due_subscribers(engine, run_date) if s.id in todo] if todo else []
+        plan = [p.row() for p in Planner(config, engine, run_date, explain=False).plan(subs)]
         planning.write_plan(engine, run.claim.id, plan, run.clock(), skip_empty=config.schedule.skip_empty)
     log.info("planned %d deliveries for %s", sum(1 for p in plan if p.paper_ids), run_date)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -22,9 +22,11 @@ from digest.errors import RuleError
 from digest.models import Cadence, MatchedPaper, Paper, Subscriber
 from digest.refresh import Refreshed, refresh
 from digest.rules import BatchMatcher
+from digest.sendtimes import is_due_on
 from digest.store.db import Engine
 from digest.store.papers import delivered_ids, load_papers
 from digest.store.planning import PlannedDelivery, in_flight_papers
+from digest.store.send_slots import active_schedules, planned_on
 from digest.store.subscribers import active_subscribers
 
 log = logging.getLogger("digest.planning")
@@ -43,12 +45,26 @@ def window(config: Config, run_date: date, cadence: Cadence = Cadence.DAILY) -> 
 
 def is_due(sub: Subscriber, run_date: date) -> bool:
     """Daily subscribers are due every day, weekly ones on their weekday."""
-    return sub.cadence != Cadence.WEEKLY or sub.weekday == run_date.weekday()
+    return is_due_on(sub.cadence, sub.weekday, run_date)
 
 
 def due_subscribers(engine: Engine, run_date: date) -> list[Subscriber]:
     """The active subscribers whose digest falls on ``run_date``."""
     return [s for s in active_subscribers(engine) if is_due(s, run_date)]
+
+
+def unplanned(engine: Engine, run_date: date, audience: Collection[int] | None = None) -> dict[int, Cadence]:
+    """The subscribers due on ``run_date`` (only those in ``audience``, when given) who have no digest for
+    that local date yet, with their cadence: what a run or a send-time slot still has to plan. Light: ids
+    only, no rules (a 100k list is read at every slot)."""
+    done = planned_on(engine, run_date)
+    return {
+        s.id: s.cadence
+        for s in active_schedules(engine)
+        if is_due_on(s.cadence, s.weekday, run_date)
+        and s.id not in done
+        and (audience is None or s.id in audience)
+    }
 
 
 def fetch_cadence(subscribers: Sequence[Subscriber]) -> Cadence:

@@ -38,6 +38,9 @@ Busy = Callable[[], bool]
 JOB_ID = "digest-run"
 RETRY_JOB_ID = "digest-retry"
 REFRESH_JOB_ID = "source-refresh"
+SLOT_JOB_ID = "digest-slot"
+#: Send-time slots fire on every quarter hour of UTC, which is a quarter hour in every zone (even +05:45).
+SLOT_CRON = "*/15"
 #: How often the retry job looks at today's run. Ten minutes: a temporary SMTP outage delays the digests
 #: by minutes rather than a day, and an outage that lasts costs a cheap connection attempt (and, for a
 #: broken source, one fetch) every ten minutes; the admin alert is still sent once per problem per day.
@@ -264,3 +267,21 @@ def missed_run_date(config: Config, engine: Engine, now: datetime) -> date | Non
     if day is None or run_status(engine, day) == "done":
         return None
     return day
+
+
+def add_slot_job(scheduler: AsyncIOScheduler, slot: Callable[[], Awaitable[Any]]) -> None:
+    """Add the send-time slot: ``await slot()`` on every quarter hour (subscribers with their own send time).
+
+    Coalesced with one instance: slots missed during downtime run once, and that one slot sends every
+    missed subscriber once (a subscriber's digest is keyed by their local date, not by the slot).
+    """
+    scheduler.add_job(
+        slot,
+        CronTrigger(minute=SLOT_CRON, timezone=ZoneInfo("UTC")),
+        id=SLOT_JOB_ID,
+        name="send-time slot",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=MISFIRE_GRACE_S,
+        replace_existing=True,
+    )

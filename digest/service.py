@@ -23,7 +23,7 @@ from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from digest import pipeline, subscriptions
+from digest import pipeline, slots, subscriptions
 from digest.channels.post import add_channel_job
 from digest.clock import Clock, utc_now
 from digest.config import Config
@@ -32,7 +32,7 @@ from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
 from digest.models import RunReport, RunStatus
 from digest.outgoing import ServiceMail, alert_admin
 from digest.refresh import Refreshed, refresh_source
-from digest.scheduler import RETRY_EVERY, add_refresh_job, build_scheduler
+from digest.scheduler import RETRY_EVERY, add_refresh_job, add_slot_job, build_scheduler
 from digest.store import runs
 from digest.store.db import DatabaseError, Engine, IntegrityError
 from digest.store.run_status import release_runs
@@ -160,13 +160,23 @@ class DigestService:
         self._lock = asyncio.Lock()
         self._current: asyncio.Task[RunReport] | None = None
 
-    async def run(self, run_date: date) -> RunReport | None:
-        """Run the digest for ``run_date`` (after any run in progress); None when stopping."""
+    async def run(self, run_date: date, audience: frozenset[int] | None = None) -> RunReport | None:
+        """Run the digest for ``run_date`` (after any run in progress); None when stopping.
+
+        Without ``audience`` (the cron, its catch-up and retry) the run plans everyone who follows the cron
+        and those whose own send time has come on that date; with it (a send-time slot), only those, from
+        the stored papers (no fetch).
+        """
         async with self._lock:
             if self.stop.is_set():
                 log.info("not starting the run for %s: stopping", run_date)
                 return None
-            task = asyncio.ensure_future(self._run(run_date))
+            options = dataclasses.replace(self.options, stop=self.stop)
+            if audience is None:
+                options.audience = slots.run_audience(self.config, self.engine, run_date, self.clock())
+            else:
+                options.audience, options.fetch = audience, False
+            task = asyncio.ensure_future(self._run(run_date, options))
             self._current = task
             task.add_done_callback(self._finished)
             try:
@@ -199,7 +209,19 @@ class DigestService:
         if self._current is task:
             self._current = None
 
-    async def _run(self, run_date: date) -> RunReport:
+    async def slot(self) -> list[RunReport]:
+        """One send-time slot: a run per local date for the subscribers whose own send time has come and
+        who have no digest for that date (skipped while a run is in progress: the next slot catches up)."""
+        if self.busy():
+            return []
+        reports: list[RunReport] = []
+        for day, audience in slots.slot_audiences(self.config, self.engine, self.clock()).items():
+            report = await self.run(day, audience)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    async def _run(self, run_date: date, options: pipeline.RunOptions) -> RunReport:
         started = time.monotonic()
         log.info("run %s starting", run_date, extra={"run_date": run_date.isoformat()})
         try:
@@ -212,7 +234,6 @@ class DigestService:
                 report = await self.dispatch(run_date)
             else:
                 async with SmtpPool(SmtpSettings.from_config(self.config)) as pool:
-                    options = dataclasses.replace(self.options, stop=self.stop)
                     report = await pipeline.run_digest(
                         self.config, self.engine, run_date, pool, clock=self.clock, options=options
                     )
@@ -296,7 +317,7 @@ def sync_subscribers(config: Config, engine: Engine) -> None:
 
 def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVERY) -> AsyncIOScheduler:
     """The scheduler of ``serve``: the daily cron and the same-day retry job, both running ``service``,
-    the source refresh job and the team-chat channel posts."""
+    the source refresh job, the send-time slot and the team-chat channel posts."""
     scheduler = build_scheduler(
         service.config,
         service.run,
@@ -313,6 +334,7 @@ def make_scheduler(service: DigestService, *, retry_every: timedelta = RETRY_EVE
         service.clock,
     )
     add_refresh_job(scheduler, service.config, service.refresh)
+    add_slot_job(scheduler, service.slot)
     return scheduler
 
 

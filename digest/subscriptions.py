@@ -17,8 +17,10 @@ from digest.models import RenderedEmail, Subscriber, SubscriberStatus
 from digest.notices import render_confirmation, unsubscribe_url
 from digest.outgoing import ServiceMail
 from digest.rules import validate_rules
+from digest.sendtimes import parse_send_time, parse_timezone
 from digest.store.config_sync import sync_config_subscribers
 from digest.store.db import Engine
+from digest.store.send_slots import set_send_time
 from digest.store.signup import record_confirmation_sent, release_confirmation_claim
 from digest.store.subscribers import add_subscriber, find_subscriber, set_rules, set_status
 
@@ -98,6 +100,16 @@ async def _send(config: Config, sub: Subscriber, rendered: RenderedEmail, unsub:
         return SendOutcome("temporary", None, str(exc))
 
 
+def admin_set_send_time(
+    engine: Engine, email: str, send_time: str | None, timezone: str | None, *, clock: Clock = utc_now
+) -> Subscriber:
+    """Give an address its own send time and zone (admin); ``send_time`` None: follow ``[schedule]``."""
+    sub = find_subscriber(engine, email)
+    if sub is None:
+        raise SubscriberError(f"{email}: no such subscriber (see 'digest subscribers')")
+    return set_send_time(engine, sub.id, send_time, timezone, clock(), allow_managed=True)
+
+
 def admin_unsubscribe(config: Config, engine: Engine, email: str, *, clock: Clock = utc_now) -> None:
     """Unsubscribe an address (admin; config-managed ones too)."""
     sub = find_subscriber(engine, email)
@@ -114,6 +126,15 @@ def check_config_subscribers(config: Config) -> None:
             normalize_email(entry.email)
         except SubscriberError as exc:
             problems.append(f"{config.path}: subscribers.{i}.email: {exc}")
+        for key, value, check in (
+            ("send_time", entry.send_time, parse_send_time),
+            ("timezone", entry.timezone, parse_timezone),
+        ):
+            try:
+                if value is not None:
+                    check(value)
+            except SubscriberError as exc:
+                problems.append(f"{config.path}: subscribers.{i}.{key}: {exc}")
         for j, query in enumerate(entry.rules):
             try:
                 validate_rules([query])

@@ -19,9 +19,14 @@ def add_run(engine: Any, day: Any, now: Any, status: str = "done") -> int:
 
 
 def add_delivery(engine: Any, run_id: int, subscriber_id: int, state: str, now: Any, **values: Any) -> int:
-    from digest.store.tables import delivery
+    from digest.store.tables import delivery, run
 
     with engine.begin() as conn:
+        # As a run writes it: the subscriber's local date is the run's date unless the test says otherwise.
+        day = conn.execute(
+            run.select().with_only_columns(run.c.run_date).where(run.c.id == run_id)
+        ).scalar_one()
+        values.setdefault("local_date", day)
         key = conn.execute(
             delivery.insert().values(
                 run_id=run_id,

@@ -5,6 +5,7 @@ One module per group of commands; importing them registers the commands on ``app
 
 from digest.cli import (  # noqa: F401  (registers commands)
     admin,
+    bulk,
     channels,
     feedback,
     papers,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from digest.cleaning import visible, visible_json
 from digest.cli.base import app, load, out
+from digest.errors import SubscriberError
 
 
 @app.command()
@@ -21,14 +22,32 @@ def subscribe(
     confirmed: Annotated[
         bool, typer.Option("--confirmed", help="Activate now, skipping double opt-in.")
     ] = False,
+    send_time: Annotated[
+        str | None, typer.Option("--send-time", help="Own send time, HH:MM on a quarter hour (local).")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="IANA zone of --send-time (default: [schedule]'s).")
+    ] = None,
 ) -> None:
-    """Add a subscriber (admin). Without --confirmed a confirmation mail is sent first."""
+    """Add a subscriber (admin). Without --confirmed a confirmation mail is sent first.
+
+    Without --send-time the digest comes at the [schedule] cron time.
+    """
     from digest.pipeline import open_store
-    from digest.subscriptions import admin_subscribe
+    from digest.sendtimes import parse_send_time, parse_timezone
+    from digest.subscriptions import admin_set_send_time, admin_subscribe
 
     cfg = load()
-    sub = asyncio.run(admin_subscribe(cfg, open_store(cfg), email, rule, name=name, confirmed=confirmed))
-    out.print(f"{visible(sub.email)}: {sub.status} with {len(sub.rules)} rule(s)")
+    if timezone is not None and send_time is None:
+        raise SubscriberError("--timezone needs --send-time (without it the [schedule] cron time applies)")
+    hhmm = parse_send_time(send_time) if send_time is not None else None  # checked before anything is stored
+    zone = parse_timezone(timezone) if timezone is not None else None
+    engine = open_store(cfg)
+    sub = asyncio.run(admin_subscribe(cfg, engine, email, rule, name=name, confirmed=confirmed))
+    if hhmm is not None:
+        sub = admin_set_send_time(engine, sub.email, hhmm, zone)
+    when = f", at {sub.send_time} {sub.timezone or cfg.schedule.timezone}" if sub.send_time else ""
+    out.print(f"{visible(sub.email)}: {sub.status} with {len(sub.rules)} rule(s){visible(when)}")
 
 
 @app.command()

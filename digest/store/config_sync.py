@@ -20,6 +20,7 @@ from digest.store.subscriber_rows import (
     insert_subscriber,
     replace_rules,
     rules_by_subscriber,
+    send_time_values,
     utc,
 )
 from digest.store.tables import subscriber
@@ -82,15 +83,20 @@ class _Listed:
     name: str | None
     cadence: str
     weekday: int
+    send_time: str | None = None
+    timezone: str | None = None
 
     @classmethod
     def of(cls, address: str, entry: SubscriberEntry, queries: list[str]) -> _Listed:
+        when = send_time_values(entry.send_time, entry.timezone)
         return cls(
             address,
             queries,
             checked_name(entry.name),
             Cadence(entry.cadence).value,
             WEEKDAYS.index(entry.weekday),
+            when["send_time"],
+            when["timezone"],
         )
 
 
@@ -133,6 +139,8 @@ def _insert(conn: sa.Connection, listed: _Listed, when: datetime) -> None:
         "status": SubscriberStatus.ACTIVE.value,
         "cadence": listed.cadence,
         "weekday": listed.weekday,
+        "send_time": listed.send_time,
+        "timezone": listed.timezone,
         "managed_by_config": True,
         "created_at": when,
         "updated_at": when,
@@ -151,6 +159,7 @@ def _update(conn: sa.Connection, row: Any, have: list[str], listed: _Listed, whe
         and row.status == SubscriberStatus.ACTIVE.value
         and row.cadence == listed.cadence
         and row.weekday == listed.weekday
+        and (row.send_time, row.timezone) == (listed.send_time, listed.timezone)
         and row.name == listed.name
         and have == listed.queries
     )
@@ -160,6 +169,8 @@ def _update(conn: sa.Connection, row: Any, have: list[str], listed: _Listed, whe
         "name": listed.name,
         "cadence": listed.cadence,
         "weekday": listed.weekday,
+        "send_time": listed.send_time,
+        "timezone": listed.timezone,
         "managed_by_config": True,
         "updated_at": when,
     }

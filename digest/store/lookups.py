@@ -15,7 +15,18 @@ _PAPER_COLUMNS = [c for c in paper.c if c.name not in ("first_seen_at", "last_se
 # Only what a Subscriber carries: the consent record (JSON) and timestamps cost a parse per row for nothing.
 _SUBSCRIBER_COLUMNS = [
     subscriber.c[name]
-    for name in ("id", "email", "name", "status", "cadence", "weekday", "managed_by_config", "token_version")
+    for name in (
+        "id",
+        "email",
+        "name",
+        "status",
+        "cadence",
+        "weekday",
+        "managed_by_config",
+        "token_version",
+        "send_time",
+        "timezone",
+    )
 ]
 _SUBSCRIBERS = sa.select(*_SUBSCRIBER_COLUMNS).where(subscriber.c.id.in_(sa.bindparam("ids", expanding=True)))
 

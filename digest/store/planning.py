@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from digest.models import DeliveryState
 from digest.store.tables import delivery, run
@@ -26,14 +29,19 @@ class PlannedDelivery:
 def write_plan(
     engine: sa.Engine, run_id: int, plan: Iterable[PlannedDelivery], now: datetime, *, skip_empty: bool = True
 ) -> int:
-    """Insert the outbox rows of a run and mark it planned, in one transaction. Returns rows written.
+    """Insert the outbox rows of a run and mark it planned, in one transaction. Returns rows offered.
 
-    A subscriber with nothing new is ``skipped`` (``skip_empty``) or gets an empty digest (pending).
+    A subscriber with nothing new is ``skipped`` (``skip_empty``) or gets an empty digest (pending). Each row
+    is dated by the run's date (the subscriber's local date); a subscriber who already has a row for that
+    date keeps it and gets no second one (``UNIQUE(subscriber_id, local_date)``), so slots may repeat.
     """
+    with engine.connect() as conn:
+        local_date: date = conn.execute(sa.select(run.c.run_date).where(run.c.id == run_id)).scalar_one()
     rows = [
         {
             "run_id": run_id,
             "subscriber_id": p.subscriber_id,
+            "local_date": local_date,
             "state": DeliveryState.PENDING if p.paper_ids or not skip_empty else DeliveryState.SKIPPED,
             "attempts": 0,
             "paper_ids": list(p.paper_ids),
@@ -43,9 +51,19 @@ def write_plan(
     ]
     with engine.begin() as conn:
         for start in range(0, len(rows), 5000):
-            conn.execute(delivery.insert(), rows[start : start + 5000])
+            _insert_new(conn, rows[start : start + 5000])
         conn.execute(run.update().where(run.c.id == run_id).values(planned_at=now, heartbeat_at=now))
     return len(rows)
+
+
+def _insert_new(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    keys = ["subscriber_id", "local_date"]
+    if conn.dialect.name == "postgresql":
+        conn.execute(pg_insert(delivery).on_conflict_do_nothing(index_elements=keys), rows)
+    elif conn.dialect.name == "sqlite":
+        conn.execute(sqlite_insert(delivery).on_conflict_do_nothing(index_elements=keys), rows)
+    else:  # pragma: no cover - the two supported databases are above
+        conn.execute(delivery.insert(), rows)
 
 
 def in_flight_papers(engine: sa.Engine, subscriber_ids: Sequence[int]) -> dict[int, set[str]]:

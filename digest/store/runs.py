@@ -67,31 +67,28 @@ class RunClaim:
     took_over: bool
 
 
-def claim_run(engine: sa.Engine, run_date: date, now: datetime, owner: str | None = None) -> RunClaim:
-    """Take the run for ``run_date``; RunLockedError while a live process holds it."""
+def claim_run(
+    engine: sa.Engine, run_date: date, now: datetime, owner: str | None = None, *, reopen: bool = False
+) -> RunClaim:
+    """Take the run for ``run_date``; RunLockedError while a live process holds it.
+
+    ``reopen``: a finished run is taken again (a later send-time slot has subscribers of that date to add).
+    """
     owner = owner or this_owner()
     for _ in range(3):
         with engine.begin() as conn:
             row = conn.execute(sa.select(run).where(run.c.run_date == run_date)).mappings().first()
             if row is None:
-                try:
-                    with conn.begin_nested():
-                        new_id = conn.execute(
-                            run.insert().values(
-                                run_date=run_date,
-                                status=RunStatus.RUNNING,
-                                owner=owner,
-                                started_at=now,
-                                heartbeat_at=now,
-                                papers_fetched=0,
-                            )
-                        ).inserted_primary_key
-                except sa.exc.IntegrityError:
+                new_id = _insert_run(conn, run_date, owner, now)
+                if new_id is None:
                     continue  # another process created it first: read it again
-                assert new_id is not None
-                return RunClaim(int(new_id[0]), run_date, planned=False, finished=False, took_over=False)
-            if row["status"] == RunStatus.DONE:
+                return RunClaim(new_id, run_date, planned=False, finished=False, took_over=False)
+            if row["status"] == RunStatus.DONE and not reopen:
                 return RunClaim(row["id"], run_date, planned=True, finished=True, took_over=False)
+            if row["status"] == RunStatus.DONE:
+                if not _reopen(conn, row["id"], owner, now):
+                    continue
+                return RunClaim(row["id"], run_date, planned=True, finished=False, took_over=False)
             heartbeat = maybe_utc(row["heartbeat_at"])
             if (
                 row["status"] == RunStatus.RUNNING
@@ -125,6 +122,28 @@ def claim_run(engine: sa.Engine, run_date: date, now: datetime, owner: str | Non
                 row["id"], run_date, planned=row["planned_at"] is not None, finished=False, took_over=True
             )
     raise RunLockedError(f"could not take the run for {run_date}: it changed hands repeatedly")
+
+
+def _insert_run(conn: sa.Connection, run_date: date, owner: str, now: datetime) -> int | None:
+    values = {"run_date": run_date, "status": RunStatus.RUNNING, "owner": owner}
+    try:
+        with conn.begin_nested():
+            new_id = conn.execute(
+                run.insert().values(**values, started_at=now, heartbeat_at=now, papers_fetched=0)
+            ).inserted_primary_key
+    except sa.exc.IntegrityError:
+        return None
+    assert new_id is not None
+    return int(new_id[0])
+
+
+def _reopen(conn: sa.Connection, run_id: int, owner: str, now: datetime) -> bool:
+    taken = conn.execute(
+        run.update()
+        .where(run.c.id == run_id, run.c.status == RunStatus.DONE)
+        .values(status=RunStatus.RUNNING, owner=owner, heartbeat_at=now, error=None)
+    ).rowcount
+    return bool(taken == 1)
 
 
 def _same(column: Any, value: Any) -> Any:

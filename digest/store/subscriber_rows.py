@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from digest.errors import SubscriberError
 from digest.models import Cadence, Rule, Subscriber, SubscriberStatus
 from digest.rules import validate_rules
+from digest.sendtimes import parse_send_time, parse_timezone
 from digest.store.tables import rule, subscriber
 
 MAX_RULES = 20
@@ -72,6 +73,14 @@ def check_weekday(value: int) -> int:
     return value
 
 
+def send_time_values(send_time: str | None, timezone: str | None) -> dict[str, str | None]:
+    """The checked ``send_time`` and ``timezone`` columns (SubscriberError for a bad one); a zone without
+    a send time is not kept: who follows the cron follows its zone."""
+    hhmm = parse_send_time(send_time) if send_time else None
+    zone = parse_timezone(timezone) if timezone and hhmm else None
+    return {"send_time": hhmm, "timezone": zone}
+
+
 _RULES_BASE = sa.select(rule.c.subscriber_id, rule.c.name, rule.c.query).order_by(
     rule.c.subscriber_id, rule.c.position, rule.c.id
 )
@@ -101,6 +110,8 @@ def to_subscriber(row: sa.Row[Any], rules: Sequence[Rule]) -> Subscriber:
         weekday=row.weekday,
         managed_by_config=bool(row.managed_by_config),
         token_version=row.token_version,
+        send_time=row.send_time,
+        timezone=row.timezone,
     )
 
 

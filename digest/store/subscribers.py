@@ -42,6 +42,7 @@ from digest.store.subscriber_rows import (
     replace_rules,
     require,
     rules_by_subscriber,
+    send_time_values,
     to_subscriber,
     utc,
 )
@@ -78,6 +79,8 @@ class NewSubscriber(TypedDict, total=False):
     weekday: int
     managed_by_config: bool
     consent: Consent | None
+    send_time: str | None
+    timezone: str | None
 
 
 def add_subscriber(
@@ -102,6 +105,7 @@ def add_subscriber(
         "cadence": Cadence(cadence).value,
         "weekday": check_weekday(weekday),
         "managed_by_config": managed_by_config,
+        **send_time_values(fields.get("send_time"), fields.get("timezone")),
         "created_at": when,
         "updated_at": when,
         "confirmed_at": when if status == SubscriberStatus.ACTIVE else None,

@@ -70,6 +70,9 @@ class SubscriberRow(SQLModel, table=True):
     consent_form: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     # Bumped to invalidate every link already mailed (after "delete all my data").
     token_version: int = 0
+    # Own send time ("HH:MM") and IANA zone; NULL = follows [schedule] (migration 0003).
+    send_time: str | None = Field(default=None, max_length=5)
+    timezone: str | None = Field(default=None, max_length=64)
 
 
 class RuleRow(SQLModel, table=True):
@@ -109,6 +112,8 @@ class DeliveryRow(SQLModel, table=True):
         sa.UniqueConstraint("run_id", "subscriber_id", name="uq_delivery_run_subscriber"),
         # The delivery loop pages through a run's rows in id order (migration 0002).
         sa.Index("ix_delivery_run_id_id", "run_id", "id"),
+        # At most one digest per subscriber and local date, however many slots run (migration 0003).
+        sa.UniqueConstraint("subscriber_id", "local_date", name="uq_delivery_subscriber_local_date"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -120,6 +125,8 @@ class DeliveryRow(SQLModel, table=True):
             sa.Integer, sa.ForeignKey("subscriber.id", ondelete="CASCADE"), nullable=False, index=True
         )
     )
+    #: The subscriber's own date of this digest (the run date for those who follow [schedule]).
+    local_date: date
     state: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
     last_reply: str | None = Field(default=None, sa_type=sa.Text)

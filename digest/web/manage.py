@@ -11,9 +11,11 @@ from digest.errors import SubscriberError
 from digest.models import Cadence, Subscriber, SubscriberStatus
 from digest.notices import WEEKDAY_NAMES, schedule_phrase
 from digest.store import subscribers as repo
+from digest.store.send_slots import set_send_time
 from digest.web.forms import CleanForm
 from digest.web.more import liked_rules
 from digest.web.preview import MAX_RULES_TEXT, check_rules
+from digest.web.sendtime_fields import check_fields, choices
 from digest.web.site import Site, SiteDep
 
 router = APIRouter()
@@ -31,6 +33,8 @@ class ManageForm(CleanForm):
     rules: str = ""
     cadence: str = "daily"
     weekday: str = "0"
+    send_time: str = ""
+    timezone: str = ""
     confirm_delete: str = ""
     csrf_token: str = ""
 
@@ -46,16 +50,25 @@ def manage_page(
         "notice": "",
         "error": "",
         "weekdays": list(enumerate(WEEKDAY_NAMES)),
-        "schedule": schedule_phrase(sub.cadence, sub.weekday),
+        "schedule": schedule_phrase(sub.cadence, sub.weekday) + _at(site, sub),
         "unsubscribe_url": site.links(sub)["unsubscribe_url"],
         "admin_email": site.config.digest.admin_email or "",
         "page_url": f"/manage/{request.path_params['token']}",
         "liked": liked_rules(site.engine, sub.rules),
+        **choices(site.config),
+        "when": {"send_time": sub.send_time, "timezone": sub.timezone, "prefill": False},
+        "when_error": "",
     }
     context.update(extra)
     return site.with_csrf(
         request, lambda token: site.page("manage.html", status, csrf_token=token, **context)
     )
+
+
+def _at(site: Site, sub: Subscriber) -> str:
+    if sub.send_time is None:
+        return ""
+    return f" at {sub.send_time} ({sub.timezone or site.config.schedule.timezone})"
 
 
 @router.get("/manage/{token}", response_class=HTMLResponse)
@@ -133,7 +146,12 @@ def _save(site: Site, request: Request, sub: Subscriber, form: ManageForm) -> HT
             error="Choose daily or weekly and a day of the week.",
             error_field="cadence-daily",
         )
+    try:
+        when = check_fields(form.send_time, form.timezone, site.config)
+    except SubscriberError as exc:
+        return manage_page(site, request, sub, 400, when_error=str(exc))
     now = site.clock()
     repo.set_rules(site.engine, sub.id, lines, now=now)
-    sub = repo.set_cadence(site.engine, sub.id, Cadence(form.cadence), day, now)
+    repo.set_cadence(site.engine, sub.id, Cadence(form.cadence), day, now)
+    sub = set_send_time(site.engine, sub.id, when.send_time, when.timezone, now)
     return manage_page(site, request, sub, notice="Saved.")

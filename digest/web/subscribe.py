@@ -12,14 +12,17 @@ from starlette.concurrency import run_in_threadpool
 
 from digest.addresses import normalize_email
 from digest.cleaning import clean_text
+from digest.config import Config
 from digest.errors import DigestError, SubscriberError
 from digest.models import RenderedEmail, Subscriber, SubscriberStatus
 from digest.notices import render_confirmation, render_reminder, render_welcome
 from digest.store import signup
 from digest.store import subscribers as repo
+from digest.store.send_slots import set_send_time
 from digest.store.subscriber_rows import MAX_NAME_LENGTH
 from digest.web.forms import CleanForm
 from digest.web.preview import MAX_RULES_TEXT, Preview, RuleProblem, check_rules
+from digest.web.sendtime_fields import SendTime, check_fields, choices
 from digest.web.site import MAILS_PER_ADDRESS_PER_DAY, Site, SiteDep, path_of
 
 log = logging.getLogger(__name__)
@@ -34,12 +37,20 @@ class SubscribeForm(CleanForm):
     email: str = ""
     name: str = ""
     rules: str = ""
+    send_time: str = ""
+    timezone: str = ""
     website: str = ""  # the honeypot: hidden from people, filled by bots
     csrf_token: str = ""
 
     def values(self) -> dict[str, str]:
         """The form as sent, cut to sane lengths, to show it again."""
-        return {"email": self.email[:320], "name": self.name[:100], "rules": self.rules[:MAX_RULES_TEXT]}
+        return {
+            "email": self.email[:320],
+            "name": self.name[:100],
+            "rules": self.rules[:MAX_RULES_TEXT],
+            "send_time": self.send_time[:5],
+            "timezone": self.timezone[:64],
+        }
 
 
 @dataclass(slots=True)
@@ -50,10 +61,15 @@ class FormCheck:
     lines: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     problems: list[RuleProblem] = field(default_factory=list)
+    when: SendTime = field(default_factory=lambda: SendTime(None, None))
 
     @classmethod
-    def of(cls, form: SubscribeForm) -> FormCheck:
+    def of(cls, form: SubscribeForm, config: Config) -> FormCheck:
         check = cls()
+        try:
+            check.when = check_fields(form.send_time, form.timezone, config)
+        except SubscriberError as exc:
+            check.errors["when"] = str(exc)
         try:
             check.address = normalize_email(form.email)
         except SubscriberError as exc:
@@ -71,7 +87,7 @@ class FormCheck:
 def subscribe_page(site: Site, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
     """The front page. ``context``: ``values`` (the form as sent), ``errors``, ``preview``, ``notice``."""
     page: dict[str, Any] = {
-        "form": {"email": "", "name": "", "rules": ""},
+        "form": {"email": "", "name": "", "rules": "", "send_time": "", "timezone": ""},
         "errors": {},
         "preview": Preview.empty(),
         "notice": "",
@@ -79,6 +95,14 @@ def subscribe_page(site: Site, request: Request, status: int = 200, **context: A
     if context.get("values"):
         page["form"] = context.pop("values")
     page.update((k, v) for k, v in context.items() if k in page and v)
+    form = page["form"]
+    page.update(choices(site.config), when_error=page["errors"].get("when", ""))
+    # A fresh form lets app.js pre-select the browser's zone; a form sent back keeps what was chosen.
+    page["when"] = {
+        "send_time": form["send_time"],
+        "timezone": form["timezone"],
+        "prefill": not form["email"],
+    }
     return site.with_csrf(request, lambda token: site.page("index.html", status, csrf_token=token, **page))
 
 
@@ -132,7 +156,7 @@ def subscribe(
     if form.website.strip():
         log.info("subscribe form with the honeypot filled from %s: ignored", ip)
         return done
-    check = FormCheck.of(form)
+    check = FormCheck.of(form, site.config)
     if check.errors or check.problems:
         preview = Preview.empty(check.problems) if check.problems else None
         return subscribe_page(site, request, 400, values=form.values(), errors=check.errors, preview=preview)
@@ -214,6 +238,14 @@ def _cancelled(site: Site) -> HTMLResponse:
     )
 
 
+#: The outcomes that stored the form (a pending subscription): its send time goes with it.
+_CHANGED = (
+    signup.SubscribeOutcome.NEW,
+    signup.SubscribeOutcome.PENDING,
+    signup.SubscribeOutcome.RESUBSCRIBED,
+)
+
+
 async def _store_and_mail(site: Site, check: FormCheck, name: str, consent: signup.Consent) -> None:
     """After the answer: store the form, then send its mail (confirmation or reminder) if any."""
     try:
@@ -240,6 +272,8 @@ def _store(
     )
     if outcome in (signup.SubscribeOutcome.MANAGED, signup.SubscribeOutcome.BOUNCED):
         return None  # no mail from the form to a config-managed or a bounced address
+    if outcome in _CHANGED and check.when.send_time is not None:  # never for someone already subscribed
+        sub = set_send_time(site.engine, sub.id, check.when.send_time, check.when.timezone, now)
     if outcome is signup.SubscribeOutcome.TOO_SOON or not signup.record_confirmation_sent(
         site.engine, sub.id, now
     ):

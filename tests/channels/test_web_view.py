@@ -125,6 +125,7 @@ async def test_the_archive_lists_past_digests_newest_first_in_pages(site: Site) 
                 delivery.insert().values(
                     run_id=run_id,
                     subscriber_id=site.sub.id,
+                    local_date=day,
                     state="sent" if n != 3 else "failed",
                     attempts=1,
                     paper_ids=["2608.19880"] * (n % 3 + 1),

@@ -51,7 +51,14 @@ def add_delivery(engine: sa.Engine, subscriber_id: int, day: date = NOW.date()) 
         return int(
             conn.execute(
                 delivery.insert()
-                .values(run_id=run_id, subscriber_id=subscriber_id, state="sent", attempts=1, updated_at=NOW)
+                .values(
+                    run_id=run_id,
+                    subscriber_id=subscriber_id,
+                    local_date=day,
+                    state="sent",
+                    attempts=1,
+                    updated_at=NOW,
+                )
                 .returning(delivery.c.id)
             ).scalar_one()
         )

@@ -178,6 +178,7 @@ def test_delete_all_my_data_keeps_only_the_consent_record(engine: sa.Engine) -> 
             sa.insert(delivery).values(
                 run_id=run_id,
                 subscriber_id=sub.id,
+                local_date=date(2026, 3, 1),
                 state="sent",
                 last_reply="250 ok <ann@example.org>",
                 updated_at=NOW,

@@ -88,3 +88,16 @@
   });
   if (box.value.trim() !== "" && !results.querySelector(".papers, .problems")) { refresh(); }
 })();
+
+// Time zone: on a fresh subscribe form, pre-select the browser's own zone (the server's default stays
+// when the browser's zone is not in the list, or without JavaScript).
+(function () {
+  "use strict";
+  var select = document.getElementById("timezone");
+  if (!select || select.getAttribute("data-prefill") !== "1" || !window.Intl || !Intl.DateTimeFormat) { return; }
+  var zone = null;
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+  for (var i = 0; i < select.options.length; i++) {
+    if (select.options[i].value === zone) { select.value = zone; return; }
+  }
+})();
