@@ -46,7 +46,7 @@ DKIM_HEADERS: tuple[str, ...] = (
     "Content-Type",
 )
 
-_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
 _WSP_AT_EOL = re.compile(rb"[\t ]+\r\n")
 _WSP_RUN = re.compile(rb"[\t ]+")
 _LINE_BREAK = re.compile(rb"\r?\n")

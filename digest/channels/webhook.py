@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
+
+from digest.sources.http import parse_retry_after
 
 USER_AGENT = "paper-digest/0.1 (+https://github.com/paper-digest; channel webhook)"
 #: How long one POST may take (connect, write, read) before it counts as a timeout.
@@ -32,22 +33,6 @@ class Answer:
     status: int | None
     reply: str
     retry_after_s: float | None = None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    from datetime import UTC, datetime
-
-    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None
 
 
 def _reply(response: httpx.Response) -> str:
@@ -76,5 +61,5 @@ async def post(
     if 200 <= code < 300:
         return Answer("posted", code, _reply(response))
     if code == 429 or code >= 500 or code == 408:
-        return Answer("retry", code, _reply(response), _retry_after(response.headers.get("retry-after")))
+        return Answer("retry", code, _reply(response), parse_retry_after(response.headers.get("retry-after")))
     return Answer("refused", code, _reply(response))
