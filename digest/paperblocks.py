@@ -14,6 +14,7 @@ from markupsafe import Markup, escape
 
 from digest.mailtemplates import html_template, inline_marks, text_template
 from digest.models import Explanation, MatchedPaper, Paper
+from digest.stencil import MARKS
 from digest.templating import safe_url
 
 PAPER_HTML_TEMPLATE = "email/partials/paper.html.j2"
@@ -65,7 +66,7 @@ _PART_CACHE: dict[tuple[MatchedPaper, bool], PaperParts] = {}
 _BRIEF_CACHE: dict[tuple[MatchedPaper, bool], PaperParts] = {}
 #: Stands for the subscriber's "More like this" URL in the shared paper blocks; each mail swaps in its own
 #: (``digest.render``). A control character, so no paper text can contain it (they all become spaces).
-MORE_MARK = "\x01more\x01"
+MORE_MARK = MARKS["more"]
 _PART_CACHE_MAX = 4096
 # Separates the paper blocks of one batch render. Never in a block: every control character of the data
 # becomes a space before rendering, and the templates contain none.

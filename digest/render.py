@@ -15,22 +15,22 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from digest.errors import DigestError
 from digest.mailtemplates import head_css, html_template, known_classes, subject_template, text_template
 from digest.models import MatchedPaper, RenderedEmail, Rule
 from digest.paperblocks import (
     _CONTROL_TO_SPACE,
-    MORE_MARK,
     PaperParts,
     brief_parts,
-    clear_caches,
     clip,
     one_line,
     paper_parts,
     plural,
 )
+from digest.paperblocks import clear_caches as clear_paper_caches
+from digest.stencil import MARKS, NAMES, Personal, Stencil
 from digest.templating import safe_url
 
 __all__ = [
@@ -132,6 +132,9 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     move to the "and N more" line. Each paper block's size is known from its one rendering, so a mail past
     the budget is laid out from those sizes and rendered once more, not measured paper by paper.
 
+    Subscribers whose digests show the same papers share one rendering (``digest.stencil``): it is made
+    once, with marks for the address and the personal links, and filled in per mail.
+
     Raises DigestError when the manage or unsubscribe URL is not an http(s) URL (every digest must carry
     working links to both; the URLs come from ``[web] base_url``).
     """
@@ -139,15 +142,86 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
         raise DigestError(
             "the digest's manage and unsubscribe links must be http(s) URLs: check [web] base_url in the config"
         )
+    personal = Personal.of(
+        {
+            "recipient": one_line(ctx.recipient),
+            "greeting": one_line(ctx.name or ""),
+            "manage": safe_url(ctx.manage_url),
+            "unsubscribe": safe_url(ctx.unsubscribe_url),
+            "view": safe_url(ctx.view_url),
+            "more": safe_url(ctx.more_like_url),
+        }
+    )
+    key = _content_key(ctx, personal)
+    stencil = _cached(key)
+    if stencil is None:
+        stencil = _remember(key, ctx, _stencil(ctx, _Layout(_select(ctx.papers, ctx.max_papers)), personal))
+    size, budget = stencil.html_size(personal), ctx.html_budget
+    if budget is None or size <= budget or not stencil.shown:
+        return stencil.fill(personal)
+    # Past the budget the layout depends on the sizes of the personal values too: so does the key.
+    fitted_key = (key, tuple(personal.html_bytes(name) for name in NAMES))
+    fitted = _cached(fitted_key)
+    if fitted is None:
+        fitted = _remember(fitted_key, ctx, _fitted(ctx, personal, size, budget))
+    return fitted.fill(personal)
+
+
+def _fitted(ctx: DigestContext, personal: Personal, size: int, budget: int) -> Stencil:
+    """The stencil whose layout brings this subscriber's mail under ``budget`` (see _fit)."""
     layout = _Layout(_select(ctx.papers, ctx.max_papers))
-    rendered = _render(ctx, layout)
-    size = len(rendered.html.encode("utf-8"))
-    budget = ctx.html_budget
-    while budget is not None and size > budget and layout.shown:
-        layout = _fit(layout, size, budget, bool(safe_url(ctx.more_like_url)))
-        rendered = _render(ctx, layout)
-        size = len(rendered.html.encode("utf-8"))
-    return rendered
+    more_like = bool(personal.text["more"])
+    stencil = None
+    while size > budget and layout.shown:
+        layout = _fit(layout, size, budget, more_like)
+        stencil = _stencil(ctx, layout, personal)
+        size = stencil.html_size(personal)
+    assert stencil is not None  # the caller saw the first layout past the budget
+    return stencil
+
+
+# Stencils by content; each entry keeps its papers alive, so the ids in its key stay theirs.
+_STENCILS: dict[object, tuple[Sequence[MatchedPaper], Stencil]] = {}
+_STENCILS_MAX = 64
+
+
+def _content_key(ctx: DigestContext, personal: Personal) -> tuple[object, ...]:
+    """Everything a digest shows except the personal values (of which only their presence counts).
+
+    Papers count by identity (the plan hands every subscriber with the same rules the same objects), which
+    spares hashing each paper with its explanations for every mail.
+    """
+    present = tuple(bool(personal.text[name]) for name in ("greeting", "view", "more"))
+    return (
+        ctx.run_date,
+        tuple(map(id, ctx.papers)),
+        tuple(r.label for r in ctx.rules),
+        ctx.postal_address,
+        ctx.max_papers,
+        ctx.title,
+        ctx.base_url,
+        ctx.view_label,
+        ctx.html_budget,
+        present,
+    )
+
+
+def _cached(key: object) -> Stencil | None:
+    found = _STENCILS.get(key)
+    return found[1] if found is not None else None
+
+
+def _remember(key: object, ctx: DigestContext, stencil: Stencil) -> Stencil:
+    if len(_STENCILS) >= _STENCILS_MAX:
+        _STENCILS.clear()  # another day or another mix of rules: start over rather than track use
+    _STENCILS[key] = (tuple(ctx.papers), stencil)
+    return stencil
+
+
+def clear_caches() -> None:
+    """Forget the cached paper blocks and stencils (benchmarks use it to measure the uncached cost)."""
+    clear_paper_caches()
+    _STENCILS.clear()
 
 
 def _fit(layout: _Layout, size: int, budget: int, more_like: bool) -> _Layout:
@@ -174,14 +248,16 @@ def _fit(layout: _Layout, size: int, budget: int, more_like: bool) -> _Layout:
     return _Layout(shown, frozenset(brief & ids), layout.cut + len(layout.shown) - len(shown))
 
 
-def _render(ctx: DigestContext, layout: _Layout) -> RenderedEmail:
+def _stencil(ctx: DigestContext, layout: _Layout, personal: Personal) -> Stencil:
+    """The digest of this layout with marks where the personal values go (``digest.stencil``)."""
     chosen = layout.shown
     more = len(ctx.papers) - len(chosen)
-    groups = _group(chosen, ctx.rules, layout.brief, bool(safe_url(ctx.more_like_url)))
+    groups = _group(chosen, ctx.rules, layout.brief, bool(personal.text["more"]))
+    view_url = MARKS["view"] if personal.text["view"] else ""
     shown, total = len(chosen), len(ctx.papers)
     count_line = f"{plural(total, 'new paper')} matched your rules"
     count_line += f"; here are the {shown} most upvoted." if more else "."
-    more_url, more_label = _more_link(ctx, more)
+    more_url, more_label = _more_link(ctx, more, view_url)
     title = one_line(ctx.title) or "Paper Digest"
     # The subject counts what the mail shows ("3 new papers" above 3 papers, however many matched).
     subject = _render_subject(title, shown, _matched_labels(chosen, ctx.rules), _dates(ctx.run_date)[1])
@@ -190,7 +266,7 @@ def _render(ctx: DigestContext, layout: _Layout) -> RenderedEmail:
         "subject": subject,
         "title": title,
         "date_long": _dates(ctx.run_date)[0],
-        "greeting": one_line(ctx.name or ""),
+        "greeting": MARKS["greeting"] if personal.text["greeting"] else "",
         "count_line": count_line,
         "groups": groups,
         "show_groups": len(groups) > 1 or len(ctx.rules) > 1,
@@ -198,40 +274,32 @@ def _render(ctx: DigestContext, layout: _Layout) -> RenderedEmail:
         "more_url": more_url,
         "more_label": more_label,
         # Papers moved out for size and no web view to hold them ("and N more" links there when there is).
-        "fit_url": safe_url(ctx.manage_url) if layout.cut and not safe_url(ctx.view_url) else "",
+        "fit_url": MARKS["manage"] if layout.cut and not view_url else "",
         "fit_label": "narrow your rules",
-        "recipient": one_line(ctx.recipient),
+        "recipient": MARKS["recipient"],
         "rules": [one_line(r.label) for r in ctx.rules] or [g.label for g in groups],
-        "manage_url": safe_url(ctx.manage_url),
-        "unsubscribe_url": safe_url(ctx.unsubscribe_url),
+        "manage_url": MARKS["manage"],
+        "unsubscribe_url": MARKS["unsubscribe"],
         "postal_lines": [line for line in (one_line(x) for x in ctx.postal_address.splitlines()) if line],
         "preheader": preheader,
-        "view_url": safe_url(ctx.view_url),
+        "view_url": view_url,
         "view_label": one_line(ctx.view_label),
     }
     html = html_template(HTML_TEMPLATE).render(values, head_css=head_css(), preheader_pad=_PREHEADER_PAD)
     text = text_template(TEXT_TEMPLATE).render(values)
-    html, text = _fill_more_like(html, text, safe_url(ctx.more_like_url))
-    return RenderedEmail(
+    rendered = RenderedEmail(
         subject=subject, text=text, html=html, preheader=preheader, shown=tuple(mp.paper.id for mp in chosen)
     )
+    return Stencil.cut(rendered)
 
 
-def _fill_more_like(html: str, text: str, url: str) -> tuple[str, str]:
-    """The shared paper blocks carry a mark where this subscriber's "More like this" link goes."""
-    if not url:
-        return html, text
-    return html.replace(MORE_MARK, str(escape(url))), text.replace(MORE_MARK, url)
-
-
-def _more_link(ctx: DigestContext, more: int) -> tuple[str, str]:
+def _more_link(ctx: DigestContext, more: int, view_url: str) -> tuple[str, str]:
     """Where "and N more" leads: the web view of this digest (it holds them all), else the HF day page."""
-    view_url = safe_url(ctx.view_url)
     if view_url and more:
         return view_url, "the web version of this digest"
     hf = urlsplit(ctx.base_url)
     return safe_url(f"{ctx.base_url.rstrip('/')}/papers/date/{ctx.run_date.isoformat()}"), (
-        f"{hf.netloc or 'huggingface.co'}/papers"
+        f"{one_line(hf.netloc) or 'huggingface.co'}/papers"
     )
 
 
