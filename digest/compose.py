@@ -11,11 +11,12 @@ from datetime import date, datetime
 
 from digest import likes
 from digest.config import Config
-from digest.message import DkimSigner, Envelope, build_message, make_message_id
+from digest.message import DkimSigner, Envelope, assemble_message, make_message_id
 from digest.models import MatchedPaper, Subscriber
 from digest.notices import digest_url, manage_url, unsubscribe_url
 from digest.outgoing import dkim_signer, envelope_domain
-from digest.render import DigestContext, render_digest
+from digest.render import DigestContext, render_wire
+from digest.stencil import WireDigest
 
 
 @dataclass
@@ -26,9 +27,24 @@ class DigestMail:
     message: bytes
     message_id: str
     shown: list[str]  # the ids of the papers the mail shows: recorded as delivered when it is sent
-    html: str
-    text: str
-    subject: str
+    parts: WireDigest
+
+    @property
+    def subject(self) -> str:
+        return self.parts.subject
+
+    @property
+    def html(self) -> str:
+        """The HTML part as text (``digest preview`` writes it; sending uses the bytes)."""
+        return _text_of(self.parts.html)
+
+    @property
+    def text(self) -> str:
+        return _text_of(self.parts.text)
+
+
+def _text_of(wire: bytes) -> str:
+    return wire.decode("utf-8").replace("\r\n", "\n")
 
 
 @dataclass
@@ -56,7 +72,7 @@ class Composer:
             return None
         digest = self.config.digest
         unsub = unsubscribe_url(self.config, self.secret, sub)
-        rendered = render_digest(
+        parts = render_wire(
             DigestContext(
                 recipient=sub.email,
                 name=sub.name,
@@ -74,8 +90,8 @@ class Composer:
             )
         )
         message_id = make_message_id(self.domain)
-        message = build_message(
-            rendered,
+        message = assemble_message(
+            parts,
             Envelope(
                 sender=self.config.smtp.from_,
                 recipient=sub.email,
@@ -87,5 +103,4 @@ class Composer:
             ),
             dkim=self.dkim,
         )
-        shown = list(rendered.shown)
-        return DigestMail(sub, message, message_id, shown, rendered.html, rendered.text, rendered.subject)
+        return DigestMail(sub, message, message_id, list(parts.shown), parts)

@@ -22,8 +22,16 @@ from functools import lru_cache
 from digest.dkim import DKIM_HEADERS, DkimSigner
 from digest.errors import DigestError
 from digest.models import RenderedEmail
+from digest.stencil import WireDigest, wire_bytes
 
-__all__ = ["DKIM_HEADERS", "DkimSigner", "WireMessage", "build_message", "make_message_id"]
+__all__ = [
+    "DKIM_HEADERS",
+    "DkimSigner",
+    "WireMessage",
+    "assemble_message",
+    "build_message",
+    "make_message_id",
+]
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]")
 _ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z")
@@ -63,6 +71,12 @@ def build_message(
     the caller (nothing below the pipeline reads the clock); without it the current UTC time is used. A
     naive ``date`` is taken as UTC. Raises DigestError when an address, URL or id is unusable in a header.
     """
+    parts = WireDigest(rendered.subject, rendered.shown, wire_bytes(rendered.text), wire_bytes(rendered.html))
+    return assemble_message(parts, envelope, dkim=dkim)
+
+
+def assemble_message(parts: WireDigest, envelope: Envelope, *, dkim: DkimSigner | None = None) -> WireMessage:
+    """``build_message`` from parts already as ``wire_bytes`` (digest.render.render_wire makes them)."""
     sender, recipient, list_id = envelope.sender, envelope.recipient, envelope.list_id
     unsubscribe_url, unsubscribe_mailto = envelope.unsubscribe_url, envelope.unsubscribe_mailto
     message_id, date = envelope.message_id, envelope.date
@@ -82,7 +96,7 @@ def build_message(
     headers = [
         f"From: {from_header}",
         f"To: {to_header}",
-        f"Subject: {_unstructured(rendered.subject, 9)}",
+        f"Subject: {_unstructured(parts.subject, 9)}",
         f"Date: {format_datetime(when)}",
         f"Message-ID: {message_id}",
         f"List-Id: <{_domain(list_id, 'list_id')}>",
@@ -99,11 +113,11 @@ def build_message(
             b"\r\n\r\n--",
             b,
             b'\r\nContent-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-            _base64_body(rendered.text),
+            _base64_lines(parts.text),
             b"\r\n--",
             b,
             b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-            _base64_body(rendered.html),
+            _base64_lines(parts.html),
             b"\r\n--",
             b,
             b"--\r\n",
@@ -136,16 +150,16 @@ def _unsubscribe_headers(url: str | None, mailto: str | None) -> list[str]:
 
 
 def _base64_body(text: str) -> bytes:
-    """UTF-8 with CRLF line ends, base64 in 76-column lines, all in C: one b2a_base64 pass, then ``struct``
-    cuts the lines 64 at a time (a Python slice per line cost 11% of a run). Measured on a 30-paper digest
+    """A part's text as its base64 body (see ``_base64_lines``)."""
+    return _base64_lines(wire_bytes(text))
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """``wire_bytes`` in base64, in 76-column lines, all in C: one b2a_base64 pass, then ``struct`` cuts the
+    lines 64 at a time (a Python slice per line cost 11% of a run). Measured on a 30-paper digest
     (scripts/bench, bench_email): quoted-printable makes the HTML part 21% smaller but costs 2.6x the CPU of
     this, and it would let lines start with "." (dot-stuffing) and carry scraped text's long lines."""
-    # A lone surrogate (JSON can carry one) cannot be UTF-8: it becomes "?" rather than stop the mail.
-    data = text.encode("utf-8", "replace")
-    # Byte-level scans are memchr-fast; the rare body with CR or NUL takes the slower normalising path.
-    if b"\r" in data or b"\0" in data:
-        data = data.replace(b"\0", b"").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    encoded = binascii.b2a_base64(data.replace(b"\n", b"\r\n"), newline=False)
+    encoded = binascii.b2a_base64(data, newline=False)
     n = len(encoded)
     size = _B64_BLOCK.size
     lines: list[bytes] = []

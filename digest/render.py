@@ -30,7 +30,7 @@ from digest.paperblocks import (
     plural,
 )
 from digest.paperblocks import clear_caches as clear_paper_caches
-from digest.stencil import MARKS, NAMES, Personal, Stencil
+from digest.stencil import MARKS, NAMES, Personal, Stencil, WireDigest
 from digest.templating import safe_url
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "clear_caches",
     "known_classes",
     "render_digest",
+    "render_wire",
     "shown_papers",
 ]
 
@@ -138,6 +139,17 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
     Raises DigestError when the manage or unsubscribe URL is not an http(s) URL (every digest must carry
     working links to both; the URLs come from ``[web] base_url``).
     """
+    stencil, personal = _stencil_for(ctx)
+    return stencil.fill(personal)
+
+
+def render_wire(ctx: DigestContext) -> WireDigest:
+    """``render_digest`` for a mail: the same digest with both parts already as the bytes MIME encodes."""
+    stencil, personal = _stencil_for(ctx)
+    return stencil.wire(personal)
+
+
+def _stencil_for(ctx: DigestContext) -> tuple[Stencil, Personal]:
     if not safe_url(ctx.unsubscribe_url) or not safe_url(ctx.manage_url):
         raise DigestError(
             "the digest's manage and unsubscribe links must be http(s) URLs: check [web] base_url in the config"
@@ -158,13 +170,13 @@ def render_digest(ctx: DigestContext) -> RenderedEmail:
         stencil = _remember(key, ctx, _stencil(ctx, _Layout(_select(ctx.papers, ctx.max_papers)), personal))
     size, budget = stencil.html_size(personal), ctx.html_budget
     if budget is None or size <= budget or not stencil.shown:
-        return stencil.fill(personal)
+        return stencil, personal
     # Past the budget the layout depends on the sizes of the personal values too: so does the key.
     fitted_key = (key, tuple(personal.html_bytes(name) for name in NAMES))
     fitted = _cached(fitted_key)
     if fitted is None:
         fitted = _remember(fitted_key, ctx, _fitted(ctx, personal, size, budget))
-    return fitted.fill(personal)
+    return fitted, personal
 
 
 def _fitted(ctx: DigestContext, personal: Personal, size: int, budget: int) -> Stencil:

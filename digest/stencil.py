@@ -10,6 +10,9 @@ A mark is a control character around a name. Nothing else in a rendering can con
 reaches a template passes ``one_line`` or the paper blocks' cleaning, which turn control characters into
 spaces, and URLs pass ``safe_url``, which refuses them. A value goes in escaped for HTML (as the autoescaping
 template would have put it) and as it is for text.
+
+A stencil also keeps its pieces as the bytes a MIME part encodes (``wire_bytes``: UTF-8, CRLF line ends), so
+a mail's parts are joined as bytes, not encoded again from a 100 KB string for every mail.
 """
 
 from __future__ import annotations
@@ -29,38 +32,75 @@ MARKS = {name: f"\x01{name}\x01" for name in NAMES}
 _MARK = re.compile("\x01(" + "|".join(NAMES) + ")\x01")
 
 
+def wire_bytes(text: str) -> bytes:
+    """``text`` as a MIME part's bytes before base64: UTF-8 with CRLF line ends, without NUL."""
+    # A lone surrogate (JSON can carry one) cannot be UTF-8: it becomes "?" rather than stop the mail.
+    data = text.encode("utf-8", "replace")
+    # Byte-level scans are memchr-fast; the rare body with CR or NUL takes the slower normalising path.
+    if b"\r" in data or b"\0" in data:
+        data = data.replace(b"\0", b"").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data.replace(b"\n", b"\r\n")
+
+
 @dataclass(frozen=True, slots=True)
 class Personal:
-    """One subscriber's values, each as text and as escaped HTML (computed once per mail)."""
+    """One subscriber's values, each as text and as escaped HTML, and both as bytes (once per mail)."""
 
     text: Mapping[str, str]
     html: Mapping[str, str]
+    wire_text: Mapping[str, bytes]
+    wire_html: Mapping[str, bytes]
 
     @classmethod
     def of(cls, values: Mapping[str, str]) -> Personal:
-        return cls(values, {name: str(escape(value)) for name, value in values.items()})
+        html = {name: str(escape(value)) for name, value in values.items()}
+        return cls(
+            values,
+            html,
+            {name: wire_bytes(value) for name, value in values.items()},
+            {name: wire_bytes(value) for name, value in html.items()},
+        )
 
     def html_bytes(self, name: str) -> int:
-        return len(self.html[name].encode("utf-8"))
+        return len(self.wire_html[name])
+
+
+@dataclass(frozen=True, slots=True)
+class WireDigest:
+    """A digest ready for MIME: the subject, the ids it shows, both parts as ``wire_bytes``."""
+
+    subject: str
+    shown: tuple[str, ...]
+    text: bytes
+    html: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class _Pieces:
-    """A rendering cut at its marks: the literal pieces, and (position, name) of each mark."""
+    """A rendering cut at its marks: the literal pieces (as text and as bytes), and (position, name) of each
+    mark."""
 
     pieces: tuple[str, ...]
+    wire: tuple[bytes, ...]
     slots: tuple[tuple[int, str], ...]
 
     @classmethod
     def cut(cls, rendered: str) -> _Pieces:
         parts = _MARK.split(rendered)  # literal, name, literal, name, ..., literal
-        return cls(tuple(parts), tuple((i, parts[i]) for i in range(1, len(parts), 2)))
+        wire = tuple(wire_bytes(p) if i % 2 == 0 else b"" for i, p in enumerate(parts))
+        return cls(tuple(parts), wire, tuple((i, parts[i]) for i in range(1, len(parts), 2)))
 
     def fill(self, values: Mapping[str, str]) -> str:
         out = list(self.pieces)
         for i, name in self.slots:
             out[i] = values[name]
         return "".join(out)
+
+    def fill_wire(self, values: Mapping[str, bytes]) -> bytes:
+        out = list(self.wire)
+        for i, name in self.slots:
+            out[i] = values[name]
+        return b"".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +123,7 @@ class Stencil:
         counts: dict[str, int] = {}
         for _, name in html.slots:
             counts[name] = counts.get(name, 0) + 1
-        fixed = sum(len(p.encode("utf-8")) for i, p in enumerate(html.pieces) if i % 2 == 0)
+        fixed = sum(len(p.encode("utf-8", "replace")) for i, p in enumerate(html.pieces) if i % 2 == 0)
         return cls(
             subject=rendered.subject,
             preheader=rendered.preheader,
@@ -106,4 +146,13 @@ class Stencil:
             html=self.html.fill(personal.html),
             preheader=self.preheader,
             shown=self.shown,
+        )
+
+    def wire(self, personal: Personal) -> WireDigest:
+        """This subscriber's digest as bytes for MIME: ``wire_bytes`` of what ``fill`` gives."""
+        return WireDigest(
+            subject=self.subject,
+            shown=self.shown,
+            text=self.text.fill_wire(personal.wire_text),
+            html=self.html.fill_wire(personal.wire_html),
         )

@@ -13,7 +13,8 @@ from markupsafe import escape
 from test_email_size import EVERYTHING, _longest
 
 from digest.models import Rule
-from digest.render import HTML_BUDGET, DigestContext, clear_caches, render_digest
+from digest.render import HTML_BUDGET, DigestContext, clear_caches, render_digest, render_wire
+from digest.stencil import wire_bytes
 
 DAY = date(2026, 8, 21)
 AGENTS = Rule("agent*", name="agents")
@@ -121,6 +122,8 @@ def test_any_values_fill_a_shared_rendering_as_their_own_rendering_would(
         view_url=f"https://digest.example.org/d/x?q={query}",
     )
     warm = render_digest(ctx)
+    wire = render_wire(ctx)  # what a mail's MIME parts encode: the same digest as bytes
+    assert (wire.html, wire.text) == (wire_bytes(warm.html), wire_bytes(warm.text))
     assert f'href="{escape(ctx.manage_url)}"' in warm.html
     assert f"Manage your rules: {ctx.manage_url}" in warm.text
     assert (warm.subject, warm.html, warm.text) == _cold(ctx)
