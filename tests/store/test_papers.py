@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from digest.models import Paper
 from digest.sources import papers_from_api_json
+from digest.store.bulk import insert_delivered
 from digest.store.papers import delivered_ids, load_papers, upsert_papers
 from digest.store.tables import delivered_paper, paper, subscriber
 
@@ -158,3 +159,34 @@ def test_delivered_ids_answers_for_many_subscribers_at_once(engine: sa.Engine, h
     assert got == {alice: set(ids[:3]), bob: set(ids[2:4]), carol: set()}
     assert delivered_ids(engine, [alice], ids[5:]) == {alice: set()}
     assert delivered_ids(engine, [], ids) == {}
+
+
+def test_papers_recorded_together_read_back_like_any_row_and_keep_the_first_delivery(
+    engine: sa.Engine, hf_fixtures: Path
+) -> None:
+    papers = _fixture_papers(hf_fixtures)
+    upsert_papers(engine, papers, T0)
+    ada, bob = _add_subscriber(engine, "ada@example.org"), _add_subscriber(engine, "bob@example.org")
+    _deliver(engine, ada, [papers[0].id])  # delivered yesterday: that record stays as it was
+    later = T0 + timedelta(days=1, microseconds=123456)
+    rows = [
+        {"subscriber_id": sub, "paper_id": p.id, "run_id": None, "delivered_at": later}
+        for sub in (ada, bob)
+        for p in papers[:3]
+    ]
+    with engine.begin() as conn:
+        insert_delivered(conn, rows)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(
+                delivered_paper.c.subscriber_id, delivered_paper.c.paper_id, delivered_paper.c.delivered_at
+            )
+        ).all()
+    when = {(s, p): at.replace(tzinfo=at.tzinfo or UTC) for s, p, at in stored}
+    assert set(when) == {(sub, p.id) for sub in (ada, bob) for p in papers[:3]}
+    assert when[ada, papers[0].id] == T0
+    assert {when[k] for k in when if k != (ada, papers[0].id)} == {later}
+    assert delivered_ids(engine, [ada, bob], [p.id for p in papers]) == {
+        ada: {p.id for p in papers[:3]},
+        bob: {p.id for p in papers[:3]},
+    }
