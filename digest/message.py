@@ -36,6 +36,7 @@ __all__ = [
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]")
 _ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z")
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\Z")
 _URL_CHARS = re.compile(r"^[\x21-\x7e]+\Z")
 _B64_COLUMNS = 76
 _B64_BLOCK_ROWS = 64
@@ -178,6 +179,7 @@ def _b64_rows(rows: int) -> struct.Struct:
     return struct.Struct(f"{_B64_COLUMNS}s" * rows)
 
 
+@lru_cache(maxsize=1024)  # digests that share a rendering share a subject too (digest.stencil)
 def _unstructured(value: str, used: int) -> str:
     """A free-text header value on one logical line: ASCII folded at spaces, else RFC 2047 encoded words."""
     text = " ".join(_CONTROLS.sub(" ", value).split())
@@ -221,7 +223,8 @@ def _address_header(value: str, what: str) -> tuple[str, str]:
     """``Name <addr>`` (name RFC 2047-encoded when needed) and the address's domain, or DigestError."""
     if _CONTROLS.search(value):
         raise DigestError(f"{what} {value!r} contains a control character")
-    name, addr = parseaddr(value)
+    # A bare address (every recipient) needs no parsing: parseaddr cost more than the rest of the headers.
+    name, addr = ("", value) if _BARE_ADDRESS.match(value) else parseaddr(value)
     if not addr or addr.count("@") != 1:
         raise DigestError(f"{what} {value!r} is not an email address")
     local, domain = addr.rsplit("@", 1)

@@ -6,7 +6,6 @@ go through ``safe_url`` (http(s) only), and control characters never reach eithe
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -29,10 +28,6 @@ _CONTROL_TO_SPACE = {
     c: " "
     for c in [*range(0, 32), *range(127, 160), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 }
-# Certainly accepted by safe_url (scheme, host, no space/control/bracket): skip its slower checks.
-_PLAIN_HTTP_URL = re.compile(
-    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?\Z"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +144,7 @@ def _paper_view(mp: MatchedPaper, more_like: bool = False) -> _PaperView:
     authors = ", ".join(one_line(a) for a in p.authors[:AUTHORS_SHOWN])
     authors_line = authors + (" et al." if len(p.authors) > AUTHORS_SHOWN else "")
     return _PaperView(
-        url=_link(p.url),
+        url=safe_url(p.url),
         title=" ".join(title.split()),
         title_html=_highlight(title, spans.get("title", ()), len(title)),
         authors=authors_line,
@@ -172,14 +167,7 @@ def _links(p: Paper) -> tuple[tuple[str, str], ...]:
         ("Code", p.github_repo),
         ("Project page", p.project_page),
     )
-    return tuple((label, url) for label, raw in candidates if raw and (url := _link(raw)))
-
-
-def _link(url: str) -> str:
-    """safe_url(url), answering plain well-formed http(s) URLs without the per-character scan."""
-    if _PLAIN_HTTP_URL.match(url):
-        return url
-    return safe_url(url)
+    return tuple((label, url) for label, raw in candidates if raw and (url := safe_url(raw)))
 
 
 def _spans_by_field(why: Sequence[Explanation]) -> dict[str, list[tuple[int, int]]]:
