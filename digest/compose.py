@@ -5,6 +5,7 @@ Compose matches nothing: the plan (``digest.planning``) brings each paper with w
 
 from __future__ import annotations
 
+from binascii import a2b_base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -36,15 +37,15 @@ class DigestMail:
     @property
     def html(self) -> str:
         """The HTML part as text (``digest preview`` writes it; sending uses the bytes)."""
-        return _text_of(self.parts.html)
+        return _text_of(self.parts.html64)
 
     @property
     def text(self) -> str:
-        return _text_of(self.parts.text)
+        return _text_of(self.parts.text64)
 
 
-def _text_of(wire: bytes) -> str:
-    return wire.decode("utf-8").replace("\r\n", "\n")
+def _text_of(encoded: bytes) -> str:
+    return a2b_base64(encoded).decode("utf-8").replace("\r\n", "\n")
 
 
 @dataclass

@@ -10,7 +10,6 @@ URLs, ids) that contain a control character or a delimiter are refused with a Di
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import secrets
 import struct
@@ -22,7 +21,7 @@ from functools import lru_cache
 from digest.dkim import DKIM_HEADERS, DkimSigner
 from digest.errors import DigestError
 from digest.models import RenderedEmail
-from digest.stencil import WireDigest, wire_bytes
+from digest.stencil import WireDigest, base64_of, wire_bytes
 
 __all__ = [
     "DKIM_HEADERS",
@@ -72,7 +71,12 @@ def build_message(
     the caller (nothing below the pipeline reads the clock); without it the current UTC time is used. A
     naive ``date`` is taken as UTC. Raises DigestError when an address, URL or id is unusable in a header.
     """
-    parts = WireDigest(rendered.subject, rendered.shown, wire_bytes(rendered.text), wire_bytes(rendered.html))
+    parts = WireDigest(
+        rendered.subject,
+        rendered.shown,
+        base64_of(wire_bytes(rendered.text)),
+        base64_of(wire_bytes(rendered.html)),
+    )
     return assemble_message(parts, envelope, dkim=dkim)
 
 
@@ -114,11 +118,11 @@ def assemble_message(parts: WireDigest, envelope: Envelope, *, dkim: DkimSigner 
             b"\r\n\r\n--",
             b,
             b'\r\nContent-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-            _base64_lines(parts.text),
+            _lines76(parts.text64),
             b"\r\n--",
             b,
             b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-            _base64_lines(parts.html),
+            _lines76(parts.html64),
             b"\r\n--",
             b,
             b"--\r\n",
@@ -151,16 +155,15 @@ def _unsubscribe_headers(url: str | None, mailto: str | None) -> list[str]:
 
 
 def _base64_body(text: str) -> bytes:
-    """A part's text as its base64 body (see ``_base64_lines``)."""
-    return _base64_lines(wire_bytes(text))
+    """A part's text as its base64 body: ``wire_bytes``, base64, 76-column lines."""
+    return _lines76(base64_of(wire_bytes(text)))
 
 
-def _base64_lines(data: bytes) -> bytes:
-    """``wire_bytes`` in base64, in 76-column lines, all in C: one b2a_base64 pass, then ``struct`` cuts the
-    lines 64 at a time (a Python slice per line cost 11% of a run). Measured on a 30-paper digest
-    (scripts/bench, bench_email): quoted-printable makes the HTML part 21% smaller but costs 2.6x the CPU of
-    this, and it would let lines start with "." (dot-stuffing) and carry scraped text's long lines."""
-    encoded = binascii.b2a_base64(data, newline=False)
+def _lines76(encoded: bytes) -> bytes:
+    """Base64 in 76-column lines, all in C: ``struct`` cuts the lines 64 at a time (a Python slice per line
+    cost 11% of a run). Measured on a 30-paper digest (scripts/bench, bench_email): quoted-printable makes the
+    HTML part 21% smaller but costs 2.6x the CPU of base64, and it would let lines start with "."
+    (dot-stuffing) and carry scraped text's long lines."""
     n = len(encoded)
     size = _B64_BLOCK.size
     lines: list[bytes] = []

@@ -32,11 +32,25 @@ MAX_AGE: dict[str, int | None] = {
 }
 
 
+class _Signer(TimestampSigner):
+    """itsdangerous's TimestampSigner with its key derived once, not once per link (every digest signs four)."""
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is not None:
+            return super().derive_key(secret_key)
+        key: bytes | None = getattr(self, "_derived", None)
+        if key is None:
+            key = self._derived = super().derive_key()
+        return key
+
+
 @lru_cache(maxsize=16)
 def _signer(secret: str, purpose: Purpose) -> TimestampSigner:
     # A plain "id.version" payload with a timestamp signer: every digest signs two links, and a JSON
     # serializer (dumps, zlib attempt, base64) costs several times the signature itself.
-    return TimestampSigner(secret, salt=f"paper-digest/{purpose}")
+    # hashlib.sha1 is itsdangerous's default algorithm (the same signatures), passed as the OpenSSL function:
+    # its default, a Python wrapper, sends every HMAC down the slower pure-Python path of ``hmac``.
+    return _Signer(secret, salt=f"paper-digest/{purpose}", digest_method=hashlib.sha1)
 
 
 def make_token(secret: str, purpose: Purpose, subscriber_id: int, version: int = 0) -> str:

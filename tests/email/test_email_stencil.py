@@ -14,7 +14,7 @@ from test_email_size import EVERYTHING, _longest
 
 from digest.models import Rule
 from digest.render import HTML_BUDGET, DigestContext, clear_caches, render_digest, render_wire
-from digest.stencil import wire_bytes
+from digest.stencil import MARKS, NAMES, _Pieces, base64_of, wire_bytes
 
 DAY = date(2026, 8, 21)
 AGENTS = Rule("agent*", name="agents")
@@ -123,7 +123,25 @@ def test_any_values_fill_a_shared_rendering_as_their_own_rendering_would(
     )
     warm = render_digest(ctx)
     wire = render_wire(ctx)  # what a mail's MIME parts encode: the same digest as bytes
-    assert (wire.html, wire.text) == (wire_bytes(warm.html), wire_bytes(warm.text))
+    assert (wire.html64, wire.text64) == (base64_of(wire_bytes(warm.html)), base64_of(wire_bytes(warm.text)))
     assert f'href="{escape(ctx.manage_url)}"' in warm.html
     assert f"Manage your rules: {ctx.manage_url}" in warm.text
     assert (warm.subject, warm.html, warm.text) == _cold(ctx)
+
+
+_piece = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(st.tuples(_piece, st.sampled_from(NAMES)), max_size=8),
+    last=_piece,
+    values=st.fixed_dictionaries({name: st.binary(max_size=8) for name in NAMES}),
+)
+def test_the_base64_of_a_filled_part_is_the_base64_of_its_bytes(
+    pieces: list[tuple[str, str]], last: str, values: dict[str, bytes]
+) -> None:
+    rendered = "".join(text + MARKS[name] for text, name in pieces) + last
+    part = _Pieces.cut(rendered)
+    for _ in range(2):  # the second time from the pieces' kept encodings
+        assert part.base64(values) == base64_of(part.fill_wire(values))

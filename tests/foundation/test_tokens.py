@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from freezegun import freeze_time
+from itsdangerous import TimestampSigner
 
 from digest.errors import TokenError
 from digest.tokens import make_token, read_token
@@ -71,3 +72,12 @@ def test_the_refusal_says_why_in_a_field_not_only_in_its_text() -> None:
         read_token(KEY, "confirm", confirm + "x")
     assert forged.value.reason == "invalid"
     assert TokenError("any words at all", "replaced").reason == "replaced"
+
+
+@pytest.mark.parametrize("purpose", ["manage", "unsubscribe", "more"])
+def test_links_signed_by_plain_itsdangerous_still_open_and_ours_verify_there(purpose: str) -> None:
+    # Our signer derives its key once and uses OpenSSL's HMAC: the signatures must stay the same.
+    plain = TimestampSigner(KEY, salt=f"paper-digest/{purpose}")
+    earlier = plain.sign("42.3").decode("ascii")
+    assert read_token(KEY, purpose, earlier) == (42, 3)  # type: ignore[arg-type]
+    assert plain.unsign(make_token(KEY, purpose, 42, 3)) == b"42.3"  # type: ignore[arg-type]
