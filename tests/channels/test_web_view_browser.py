@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from channels_helpers import DAY, NOW, SECRET, make_config
+from live_server import LiveServer, NoMail
 
 from digest.mailer import SmtpPool
 from digest.models import SubscriberStatus
@@ -27,54 +25,43 @@ pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "channels"
 
 
-class NoMail:
-    async def send(self, sender: str, recipient: str, message: bytes) -> object:
-        raise AssertionError("these pages send no mail")
-
-
 @pytest.fixture
 def served(tmp_path: Path, hf: Any, smtp_server: Any) -> Iterator[tuple[str, str]]:
     """The site on a loopback port after one real run; yields (site URL, archive path)."""
     import asyncio
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = smtp_server()
-    config = make_config(
-        tmp_path, hf_url=hf.base_url, smtp_port=server.port, web={"base_url": url}, digest={"max_papers": 2}
-    )
-    engine = db.open_database(config.database_url)
-    sub = repo.add_subscriber(engine, "ada@example.org", ["agent*"], now=NOW, status=SubscriberStatus.ACTIVE)
+    with LiveServer() as live:
+        config = make_config(
+            tmp_path,
+            hf_url=hf.base_url,
+            smtp_port=server.port,
+            web={"base_url": live.url},
+            digest={"max_papers": 2},
+        )
+        engine = db.open_database(config.database_url)
+        sub = repo.add_subscriber(
+            engine, "ada@example.org", ["agent*"], now=NOW, status=SubscriberStatus.ACTIVE
+        )
 
-    sent: list[int] = []
+        sent: list[int] = []
 
-    async def one_run() -> None:
-        async with SmtpPool(server.settings()) as pool:
-            report = await run_digest(config, engine, DAY, pool, clock=lambda: NOW, options=RunOptions())
-            sent.append(report.sent)
+        async def one_run() -> None:
+            async with SmtpPool(server.settings()) as pool:
+                report = await run_digest(config, engine, DAY, pool, clock=lambda: NOW, options=RunOptions())
+                sent.append(report.sent)
 
-    # Playwright's sync API runs an event loop on this thread: the run gets a thread of its own.
-    runner = threading.Thread(target=asyncio.run, args=(one_run(),))
-    runner.start()
-    runner.join(60)
-    assert sent == [1]
-    app = create_app(config, engine, NoMail(), clock=lambda: NOW + timedelta(hours=3))
-    web = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not web.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert web.started, "uvicorn did not start"
-    try:
-        yield url, archive_url(config, SECRET, sub)[len(url) :]
-    finally:
-        web.should_exit = True
-        thread.join(10)
-        sock.close()
-        engine.dispose()
+        # Playwright's sync API runs an event loop on this thread: the run gets a thread of its own.
+        runner = threading.Thread(target=asyncio.run, args=(one_run(),))
+        runner.start()
+        runner.join(60)
+        assert sent == [1]
+        app = create_app(config, engine, NoMail(), clock=lambda: NOW + timedelta(hours=3))
+        try:
+            with live.serve(app):
+                yield live.url, archive_url(config, SECRET, sub)[len(live.url) :]
+        finally:
+            engine.dispose()
 
 
 def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_violation(

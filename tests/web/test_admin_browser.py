@@ -4,9 +4,6 @@ server, SQLite. Screenshots go to test-artifacts/admin/."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,9 +12,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from admin_helpers import HASH_ENV, PASSWORD, USER, admin_config, password_hash
 from console_seed import add_delivery, add_run, set_status
+from live_server import LiveServer, NoMail
 from web_helpers import Clock
 
 from digest.models import SubscriberStatus
@@ -31,13 +28,6 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
 PHONE = {"width": 375, "height": 812}
-
-
-class NoMail:
-    """The console sends no mail; a call here would be a bug."""
-
-    async def send(self, sender: str, recipient: str, message: bytes) -> object:
-        raise AssertionError("the console sent a mail")
 
 
 @dataclass
@@ -75,25 +65,11 @@ def served(
         )
     set_status(engine, ada, "bounced")
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = admin_config(tmp_path, 2525, web={"base_url": url})
-    app = create_app(config, engine, NoMail(), clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield Served(url, engine, ada)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with LiveServer() as live:
+        config = admin_config(tmp_path, 2525, web={"base_url": live.url})
+        app = create_app(config, engine, NoMail("the console sent a mail"), clock=clock)
+        with live.serve(app):
+            yield Served(live.url, engine, ada)
 
 
 def _shot(page: Any, name: str) -> None:
