@@ -1,5 +1,5 @@
-"""The web app on a real loopback port for the browser tests: uvicorn in a daemon thread, since Playwright's
-sync API holds an event loop on the test's own thread."""
+"""For the browser tests: the web app on a real loopback port (uvicorn in a daemon thread, since Playwright's
+sync API holds an event loop on the test's own thread), a page's console problems, screenshots."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+#: Screenshots of the browser tests, one folder per area (CI keeps them).
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 class NoMail:
@@ -54,3 +58,24 @@ class LiveServer:
         finally:
             server.should_exit = True
             thread.join(10)
+
+
+def console_problems(page: Any, expected_status: int | None = None) -> list[str]:
+    """A list that fills with the page's console errors (a CSP violation is one) and uncaught script errors
+    from now on. A console error for a response of ``expected_status`` (asked for on purpose) is left out."""
+    problems: list[str] = []
+    expected = f"status of {expected_status}" if expected_status is not None else None
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and (expected is None or expected not in message.text):
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+def screenshot(page: Any, folder: str, name: str) -> None:
+    """The whole page to test-artifacts/<folder>/<name>.png."""
+    (ARTIFACTS / folder).mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / folder / f"{name}.png"), full_page=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from channels_helpers import DAY, NOW, SECRET, make_config
-from live_server import LiveServer, NoMail
+from live_server import LiveServer, NoMail, console_problems, screenshot
 
 from digest.mailer import SmtpPool
 from digest.models import SubscriberStatus
@@ -21,8 +21,6 @@ from digest.store import subscribers as repo
 from digest.web import create_app
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "channels"
 
 
 @pytest.fixture
@@ -70,9 +68,7 @@ def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_vi
     url, archive = served
     context = browser.new_context(viewport={"width": 1024, "height": 900})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page)
     page.goto(url + archive)
     assert page.title().startswith("Your past digests")
     assert page.locator("h1").inner_text() == "Your past digests"
@@ -80,8 +76,7 @@ def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_vi
     assert links.count() == 1 and links.first.inner_text() == "Friday 21 August 2026"
     feed = page.locator('link[rel="alternate"][type="application/atom+xml"]').get_attribute("href")
     assert feed and feed.startswith(url + "/feed/") and feed.endswith(".atom")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "archive.png"), full_page=True)
+    screenshot(page, "channels", "archive")
 
     links.first.click()
     page.wait_for_load_state()
@@ -92,7 +87,7 @@ def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_vi
     assert size == "24px"  # digest.css, inlined; a browser's own h1 is 32px
     papers = page.locator("a[href^='https://huggingface.co/papers/2608.']")
     assert papers.count() > 2, "the web view shows every paper, not only the mail's first two"
-    page.screenshot(path=str(ARTIFACTS / "digest.png"), full_page=True)
+    screenshot(page, "channels", "digest")
     page.get_by_text("All your past digests").click()
     page.wait_for_load_state()
     assert page.locator("h1").inner_text() == "Your past digests"

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from admin_helpers import HASH_ENV, PASSWORD, USER, admin_config, password_hash
 from console_seed import add_delivery, add_run, set_status
-from live_server import LiveServer, NoMail
+from live_server import LiveServer, NoMail, console_problems, screenshot
 from web_helpers import Clock
 
 from digest.models import SubscriberStatus
@@ -26,7 +26,6 @@ from digest.web import create_app
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
 PHONE = {"width": 375, "height": 812}
 
 
@@ -73,8 +72,7 @@ def served(
 
 
 def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(page, "admin", name)
 
 
 def nav(page: Any, name: str) -> Any:
@@ -93,13 +91,8 @@ def test_an_operator_signs_in_finds_ada_reactivates_her_and_pauses_sending_on_a_
 
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
-    problems: list[str] = []
     # The wrong password answers 401 on purpose; anything else in the console is a bug (CSP, script).
-    page.on(
-        "console",
-        lambda m: problems.append(m.text) if m.type == "error" and "status of 401" not in m.text else None,
-    )
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page, expected_status=401)
 
     page.goto(served.url + "/admin")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")

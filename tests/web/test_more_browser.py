@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from live_server import LiveServer
-from test_web_browser import ARTIFACTS, LazyPool
+from live_server import LiveServer, console_problems, screenshot
+from test_web_browser import LazyPool
 from web_helpers import NOW, SECRET, Clock, make_config
 
 from digest.demo.smtp_sink import SmtpSink
@@ -40,19 +40,16 @@ def test_a_reader_adds_more_like_this_with_one_button_in_a_browser(
         papers_engine, "ann@example.org", ["agents"], now=NOW, status=SubscriberStatus.ACTIVE
     )
     page = browser.new_context(viewport={"width": 800, "height": 700}).new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page)
     page.goto(f"{served_url}/more/{make_token(SECRET, 'more', sub.id, sub.token_version)}/2602.00001")
     expect(page.get_by_role("heading", level=1)).to_have_text("More like this")
     expect(page.locator("main")).to_contain_text("«Video Diffusion Models at Scale»")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "more-01-button.png"), full_page=True)
+    screenshot(page, "web", "more-01-button")
     assert [r.query for r in repo.get_subscriber(papers_engine, sub.id).rules] == ["agents"]  # type: ignore[union-attr]
 
     page.get_by_role("button", name="Add more like this").click()
     expect(page.get_by_role("status")).to_contain_text("Added.")
-    page.screenshot(path=str(ARTIFACTS / "more-02-added.png"), full_page=True)
+    screenshot(page, "web", "more-02-added")
     assert [r.query for r in repo.get_subscriber(papers_engine, sub.id).rules] == [  # type: ignore[union-attr]
         "agents",
         "like:2602.00001",
@@ -60,5 +57,5 @@ def test_a_reader_adds_more_like_this_with_one_button_in_a_browser(
     page.get_by_role("link", name="See or change your rules").click()
     expect(page.locator("ul.liked")).to_contain_text("like:2602.00001: «Video Diffusion Models at Scale»")
     expect(page.get_by_label("Rules, one per line")).to_have_value("agents\nlike:2602.00001")
-    page.screenshot(path=str(ARTIFACTS / "more-03-manage.png"), full_page=True)
+    screenshot(page, "web", "more-03-manage")
     assert problems == []

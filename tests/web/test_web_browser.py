@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from live_server import LiveServer
+from live_server import LiveServer, console_problems, screenshot
 from web_helpers import Clock, make_config
 
 from digest.demo.smtp_sink import SmtpSink
@@ -23,8 +23,6 @@ from digest.store import subscribers as repo
 from digest.web import create_app
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 
 
 class LazyPool:
@@ -62,8 +60,7 @@ def served(papers_engine: sa.Engine, sink: SmtpSink, clock: Clock, tmp_path: Pat
 
 
 def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(page, "web", name)
 
 
 def _mail(sink: SmtpSink, count: int) -> Any:
@@ -78,13 +75,8 @@ def test_a_visitor_subscribes_confirms_edits_and_unsubscribes_in_a_browser(
 
     context = browser.new_context(viewport={"width": 1024, "height": 800})
     page = context.new_page()
-    problems: list[str] = []
     # A form sent with bad rules answers 400 on purpose; anything else in the console is a bug (CSP, JS).
-    page.on(
-        "console",
-        lambda m: problems.append(m.text) if m.type == "error" and "status of 400" not in m.text else None,
-    )
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page, expected_status=400)
 
     page.goto(served.url + "/")
     expect(page.get_by_role("heading", level=1)).to_contain_text("AI papers")
