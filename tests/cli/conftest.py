@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import digest
+from dkim_keys import dkim_key  # the module-wide RSA key pair, for the signing tests
 
 from digest.demo.snapshot_server import SnapshotServer
+
+__all__ = ["dkim_key"]
 
 
 @pytest.fixture

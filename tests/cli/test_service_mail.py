@@ -18,22 +18,11 @@ from typing import Any
 import dkim
 import pytest
 from cli_helpers import digest, point_at, subscribe_ada
-from dkim import dknewkey
 
 from digest.demo.snapshot_server import SnapshotServer
 
 MAILTO = "unsubscribe@example.org"
 DAY = date(2026, 8, 21)
-
-
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    """A fresh RSA key pair made with dkimpy's key generator: (private key file, DNS TXT record)."""
-    folder = tmp_path_factory.mktemp("dkim")
-    key, dns = folder / "mail.key", folder / "mail.dns"
-    dknewkey.GenRSAKeys(str(key), verbose=False)
-    dknewkey.ExtractRSADnsPublicKey(str(key), str(dns), verbose=False)
-    return key, dns.read_bytes()
 
 
 @pytest.fixture
