@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cli_helpers import digest
+from cli_helpers import digest, point_at
 from dkim_keys import dkim_key  # the module-wide RSA key pair, for the signing tests
+from smtp_server import FaultySmtpServer
 
 from digest.demo.snapshot_server import SnapshotServer
 
@@ -27,3 +29,11 @@ def hf(hf_fixtures: Path) -> Iterator[SnapshotServer]:
     """The captured Hugging Face days, served on loopback."""
     with SnapshotServer(hf_fixtures) as server:
         yield server
+
+
+@pytest.fixture
+def mailing(workspace: Path, hf: SnapshotServer, smtp_server: Any) -> FaultySmtpServer:
+    """The workspace fetches the captured HF days and mails through a loopback SMTP server; that server."""
+    server: FaultySmtpServer = smtp_server()
+    point_at(workspace, hf.base_url, server)
+    return server

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cli_helpers import HF_DAY, digest, point_at, subscribe_ada
+from smtp_server import FaultySmtpServer
 
 from digest.demo.snapshot_server import SnapshotServer
 
@@ -170,11 +171,8 @@ def test_admin_subscribe_list_preview_and_unsubscribe(workspace: Path, hf: Snaps
     assert json.loads(digest("subscribers", "--json", cwd=workspace).stdout)[0]["status"] == "unsubscribed"
 
 
-def test_run_sends_and_exits_0_then_a_rerun_sends_nothing(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
-) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
+def test_run_sends_and_exits_0_then_a_rerun_sends_nothing(workspace: Path, mailing: FaultySmtpServer) -> None:
+    server = mailing
     subscribe_ada(workspace)
     first = digest("run", "--date", "2026-08-21", cwd=workspace)
     assert first.returncode == 0, first.stderr
@@ -183,11 +181,8 @@ def test_run_sends_and_exits_0_then_a_rerun_sends_nothing(
     assert second.returncode == 0 and len(server.messages) == 1
 
 
-def test_dry_run_writes_eml_files_and_records_nothing(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
-) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
+def test_dry_run_writes_eml_files_and_records_nothing(workspace: Path, mailing: FaultySmtpServer) -> None:
+    server = mailing
     subscribe_ada(workspace)
     out = workspace / "dry"
     result = digest("run", "--date", "2026-08-21", "--dry-run", "--out", str(out), cwd=workspace)
@@ -198,10 +193,9 @@ def test_dry_run_writes_eml_files_and_records_nothing(
 
 
 def test_run_with_the_smtp_server_down_exits_1_with_one_line(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
+    workspace: Path, mailing: FaultySmtpServer
 ) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
+    server = mailing
     server.stop()
     subscribe_ada(workspace)
     result = digest("run", "--date", "2026-08-21", cwd=workspace)
@@ -232,10 +226,9 @@ def test_scraped_titles_are_printed_as_text_not_markup(workspace: Path, hf: Snap
 
 
 def test_subscribe_without_confirmed_mails_a_confirmation_and_a_failed_mail_can_be_retried_at_once(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
+    workspace: Path, mailing: FaultySmtpServer
 ) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
+    server = mailing
     server.script("RCPT", "451 4.3.0 try later")
     failed = digest("subscribe", "ada@example.org", "--rule", "agent*", cwd=workspace)
     assert failed.returncode == 1 and "confirmation mail was refused" in failed.stderr

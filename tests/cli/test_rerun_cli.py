@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
-from cli_helpers import digest, point_at, subscribe_ada
-
-from digest.demo.snapshot_server import SnapshotServer
+from cli_helpers import digest, subscribe_ada
+from smtp_server import FaultySmtpServer
 
 
 def test_a_rerun_prints_nothing_sent_and_logs_one_json_run_line(
-    workspace: Path,
-    hf: SnapshotServer,
-    smtp_server: Any,
+    workspace: Path, mailing: FaultySmtpServer
 ) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
+    server = mailing
     subscribe_ada(workspace)
     first = digest("run", "--date", "2026-08-21", cwd=workspace)
     assert first.returncode == 0, first.stderr

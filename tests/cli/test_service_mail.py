@@ -17,7 +17,8 @@ from typing import Any
 
 import dkim
 import pytest
-from cli_helpers import digest, point_at, subscribe_ada
+from cli_helpers import digest, subscribe_ada
+from smtp_server import FaultySmtpServer
 
 from digest.demo.snapshot_server import SnapshotServer
 
@@ -26,13 +27,9 @@ DAY = date(2026, 8, 21)
 
 
 @pytest.fixture
-def signing(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any, dkim_key: tuple[Path, bytes]
-) -> tuple[Any, bytes]:
-    """The workspace sends through a loopback SMTP server and signs with ``dkim_key``; (server, TXT record)."""
-    server = smtp_server()
+def signing(workspace: Path, mailing: FaultySmtpServer, dkim_key: tuple[Path, bytes]) -> tuple[Any, bytes]:
+    """The mailing workspace also signs with ``dkim_key``; (server, TXT record)."""
     key, txt = dkim_key
-    point_at(workspace, hf.base_url, server)
     path = workspace / "config.toml"
     text = path.read_text().replace(
         "[digest]\n",
@@ -41,7 +38,7 @@ def signing(
         1,
     )
     path.write_text(text)
-    return server, txt
+    return mailing, txt
 
 
 def assert_signed_and_headed(raw: bytes, txt: bytes, *, list_mail: bool = True) -> EmailMessage:
