@@ -14,8 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from digest.models import DeliveryState, RunStatus
-from digest.store.console import aware
-from digest.store.subscriber_rows import DELETED_DOMAIN, not_deleted, rules_by_subscriber
+from digest.store.subscriber_rows import DELETED_DOMAIN, not_deleted, read_time, rules_by_subscriber
 from digest.store.subscribers import listing
 from digest.store.tables import delivery, rule, run, subscriber
 
@@ -99,7 +98,13 @@ def search(engine: sa.Engine, q: SearchQuery) -> SearchPage:
         ).all()
     items = [
         SubscriberLine(
-            r.id, r.email, r.status, r.cadence, aware(r.created_at), aware(r.last_digest_at), int(r.rules)
+            r.id,
+            r.email,
+            r.status,
+            r.cadence,
+            read_time(r.created_at),
+            read_time(r.last_digest_at),
+            int(r.rules),
         )
         for r in rows
     ]
@@ -137,13 +142,13 @@ class SubscriberRecord:
 
 
 def record(engine: sa.Engine, subscriber_id: int) -> SubscriberRecord | None:
-    """The subscriber's row (every column, times made aware) and rules; None when there is none."""
+    """The subscriber's row (every column, times in aware UTC) and rules; None when there is none."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(subscriber).where(subscriber.c.id == subscriber_id)).mappings().first()
         if row is None:
             return None
         rules = rules_by_subscriber(conn, [subscriber_id]).get(subscriber_id, [])
-    values = {k: aware(v) if isinstance(v, datetime) else v for k, v in row.items()}
+    values = {k: read_time(v) if isinstance(v, datetime) else v for k, v in row.items()}
     return SubscriberRecord(values, [(r.name, r.query) for r in rules])
 
 
