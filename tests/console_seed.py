@@ -1,8 +1,25 @@
-"""Rows as the pipeline writes them, for the console tests (web and store)."""
+"""Rows as the pipeline writes them, for the console tests (web and store) and raw inserts in the store tests."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def subscriber_row(email: str, now: Any, **values: Any) -> dict[str, Any]:
+    """A ``subscriber`` row for a raw insert: active, daily, not managed by the config, unless ``values`` say
+    otherwise."""
+    return {
+        "email": email,
+        "status": "active",
+        "cadence": "daily",
+        "weekday": 0,
+        "managed_by_config": False,
+        "created_at": now,
+        "updated_at": now,
+        "hard_bounces": 0,
+        "token_version": 0,
+        **values,
+    }
 
 
 def add_run(engine: Any, day: Any, now: Any, status: str = "done") -> int:

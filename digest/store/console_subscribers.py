@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from digest.models import DeliveryState, RunStatus
-from digest.store.console import DELETED_SUFFIX, aware
+from digest.store.subscriber_rows import DELETED_DOMAIN, not_deleted, read_time, rules_by_subscriber
+from digest.store.subscribers import listing
 from digest.store.tables import delivery, rule, run, subscriber
 
 PAGE_SIZE = 50
@@ -58,7 +59,7 @@ def _contains(column: Any, text: str) -> sa.ColumnElement[bool]:
 
 def search(engine: sa.Engine, q: SearchQuery) -> SearchPage:
     """Subscribers (deleted ones left out) matching every given filter, by address, one page at a time."""
-    where: list[sa.ColumnElement[bool]] = [sa.not_(subscriber.c.email.like("%" + DELETED_SUFFIX))]
+    where: list[sa.ColumnElement[bool]] = []
     if q.address.strip():
         where.append(_contains(subscriber.c.email, q.address.strip()[:320]))
     if q.status:
@@ -81,27 +82,29 @@ def search(engine: sa.Engine, q: SearchQuery) -> SearchPage:
         .scalar_subquery()
     )
     with engine.connect() as conn:
-        total = int(conn.execute(sa.select(sa.func.count()).where(*where)).scalar() or 0)
+        total = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(subscriber).where(not_deleted(), *where)
+            ).scalar()
+            or 0
+        )
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(1, q.page), pages)
         rows = conn.execute(
-            sa.select(
-                subscriber.c.id,
-                subscriber.c.email,
-                subscriber.c.status,
-                subscriber.c.cadence,
-                subscriber.c.created_at,
-                subscriber.c.last_digest_at,
-                rules.label("rules"),
-            )
+            listing(subscriber.c.created_at, rules.label("rules"))
             .where(*where)
-            .order_by(subscriber.c.email)
             .limit(PAGE_SIZE)
             .offset((page - 1) * PAGE_SIZE)
         ).all()
     items = [
         SubscriberLine(
-            r.id, r.email, r.status, r.cadence, aware(r.created_at), aware(r.last_digest_at), int(r.rules)
+            r.id,
+            r.email,
+            r.status,
+            r.cadence,
+            read_time(r.created_at),
+            read_time(r.last_digest_at),
+            int(r.rules),
         )
         for r in rows
     ]
@@ -135,22 +138,18 @@ class SubscriberRecord:
 
     @property
     def deleted(self) -> bool:
-        return self.email.endswith(DELETED_SUFFIX)
+        return self.email.endswith("@" + DELETED_DOMAIN)
 
 
 def record(engine: sa.Engine, subscriber_id: int) -> SubscriberRecord | None:
-    """The subscriber's row (every column, times made aware) and rules; None when there is none."""
+    """The subscriber's row (every column, times in aware UTC) and rules; None when there is none."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(subscriber).where(subscriber.c.id == subscriber_id)).mappings().first()
         if row is None:
             return None
-        rules = conn.execute(
-            sa.select(rule.c.name, rule.c.query)
-            .where(rule.c.subscriber_id == subscriber_id)
-            .order_by(rule.c.position, rule.c.id)
-        ).all()
-    values = {k: aware(v) if isinstance(v, datetime) else v for k, v in row.items()}
-    return SubscriberRecord(values, [(n or "", q) for n, q in rules])
+        rules = rules_by_subscriber(conn, [subscriber_id]).get(subscriber_id, [])
+    values = {k: read_time(v) if isinstance(v, datetime) else v for k, v in row.items()}
+    return SubscriberRecord(values, [(r.name, r.query) for r in rules])
 
 
 class Change(enum.StrEnum):
@@ -184,7 +183,7 @@ def change_status(engine: sa.Engine, subscriber_id: int, change: Change, now: da
                 .where(
                     subscriber.c.id == subscriber_id,
                     subscriber.c.status.in_(_FROM[change]),
-                    sa.not_(subscriber.c.email.like("%" + DELETED_SUFFIX)),
+                    not_deleted(),
                 )
                 .values(**values)
             ).rowcount

@@ -251,20 +251,27 @@ def delete_subscriber_data(
         )
 
 
+def listing(*extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """Subscribers (deleted ones left out) by address: the columns every list of them shows, then ``extra``.
+    Both lists, ``digest subscribers`` and the console's search, start here."""
+    return (
+        sa.select(
+            subscriber.c.id,
+            subscriber.c.email,
+            subscriber.c.status,
+            subscriber.c.cadence,
+            subscriber.c.last_digest_at,
+            *extra,
+        )
+        .where(not_deleted())
+        .order_by(subscriber.c.email)
+    )
+
+
 def list_subscribers(engine: sa.Engine) -> list[SubscriberInfo]:
     """Every subscriber (deleted ones excluded) by address, in two queries."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                subscriber.c.id,
-                subscriber.c.email,
-                subscriber.c.status,
-                subscriber.c.cadence,
-                subscriber.c.last_digest_at,
-            )
-            .where(not_deleted())
-            .order_by(subscriber.c.email)
-        ).all()
+        rows = conn.execute(listing()).all()
         rules = rules_by_subscriber(conn, sa.select(subscriber.c.id).where(not_deleted()))
     return [
         SubscriberInfo(

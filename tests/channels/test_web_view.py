@@ -19,6 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from channels_helpers import DAY, NOW, SECRET, make_config
+from live_server import NoMail
 
 from digest.config import Config
 from digest.mailer import SmtpPool
@@ -34,11 +35,6 @@ from digest.web.archive import DIGEST_CSP
 
 BASE = "https://digest.example.org"
 LATER = NOW + timedelta(hours=5)
-
-
-class NoMail:
-    async def send(self, sender: str, recipient: str, message: bytes) -> object:
-        raise AssertionError("these pages send no mail")
 
 
 @dataclass

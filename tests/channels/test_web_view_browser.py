@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from channels_helpers import DAY, NOW, SECRET, make_config
+from live_server import LiveServer, NoMail, console_problems, screenshot
 
 from digest.mailer import SmtpPool
 from digest.models import SubscriberStatus
@@ -24,57 +22,44 @@ from digest.web import create_app
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "channels"
-
-
-class NoMail:
-    async def send(self, sender: str, recipient: str, message: bytes) -> object:
-        raise AssertionError("these pages send no mail")
-
 
 @pytest.fixture
 def served(tmp_path: Path, hf: Any, smtp_server: Any) -> Iterator[tuple[str, str]]:
     """The site on a loopback port after one real run; yields (site URL, archive path)."""
     import asyncio
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = smtp_server()
-    config = make_config(
-        tmp_path, hf_url=hf.base_url, smtp_port=server.port, web={"base_url": url}, digest={"max_papers": 2}
-    )
-    engine = db.open_database(config.database_url)
-    sub = repo.add_subscriber(engine, "ada@example.org", ["agent*"], now=NOW, status=SubscriberStatus.ACTIVE)
+    with LiveServer() as live:
+        config = make_config(
+            tmp_path,
+            hf_url=hf.base_url,
+            smtp_port=server.port,
+            web={"base_url": live.url},
+            digest={"max_papers": 2},
+        )
+        engine = db.open_database(config.database_url)
+        sub = repo.add_subscriber(
+            engine, "ada@example.org", ["agent*"], now=NOW, status=SubscriberStatus.ACTIVE
+        )
 
-    sent: list[int] = []
+        sent: list[int] = []
 
-    async def one_run() -> None:
-        async with SmtpPool(server.settings()) as pool:
-            report = await run_digest(config, engine, DAY, pool, clock=lambda: NOW, options=RunOptions())
-            sent.append(report.sent)
+        async def one_run() -> None:
+            async with SmtpPool(server.settings()) as pool:
+                report = await run_digest(config, engine, DAY, pool, clock=lambda: NOW, options=RunOptions())
+                sent.append(report.sent)
 
-    # Playwright's sync API runs an event loop on this thread: the run gets a thread of its own.
-    runner = threading.Thread(target=asyncio.run, args=(one_run(),))
-    runner.start()
-    runner.join(60)
-    assert sent == [1]
-    app = create_app(config, engine, NoMail(), clock=lambda: NOW + timedelta(hours=3))
-    web = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not web.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert web.started, "uvicorn did not start"
-    try:
-        yield url, archive_url(config, SECRET, sub)[len(url) :]
-    finally:
-        web.should_exit = True
-        thread.join(10)
-        sock.close()
-        engine.dispose()
+        # Playwright's sync API runs an event loop on this thread: the run gets a thread of its own.
+        runner = threading.Thread(target=asyncio.run, args=(one_run(),))
+        runner.start()
+        runner.join(60)
+        assert sent == [1]
+        app = create_app(config, engine, NoMail(), clock=lambda: NOW + timedelta(hours=3))
+        try:
+            with live.serve(app):
+                yield live.url, archive_url(config, SECRET, sub)[len(live.url) :]
+        finally:
+            engine.dispose()
 
 
 def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_violation(
@@ -83,9 +68,7 @@ def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_vi
     url, archive = served
     context = browser.new_context(viewport={"width": 1024, "height": 900})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page)
     page.goto(url + archive)
     assert page.title().startswith("Your past digests")
     assert page.locator("h1").inner_text() == "Your past digests"
@@ -93,8 +76,7 @@ def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_vi
     assert links.count() == 1 and links.first.inner_text() == "Friday 21 August 2026"
     feed = page.locator('link[rel="alternate"][type="application/atom+xml"]').get_attribute("href")
     assert feed and feed.startswith(url + "/feed/") and feed.endswith(".atom")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "archive.png"), full_page=True)
+    screenshot(page, "channels", "archive")
 
     links.first.click()
     page.wait_for_load_state()
@@ -105,7 +87,7 @@ def test_the_archive_opens_a_past_digest_styled_like_the_mail_without_any_csp_vi
     assert size == "24px"  # digest.css, inlined; a browser's own h1 is 32px
     papers = page.locator("a[href^='https://huggingface.co/papers/2608.']")
     assert papers.count() > 2, "the web view shows every paper, not only the mail's first two"
-    page.screenshot(path=str(ARTIFACTS / "digest.png"), full_page=True)
+    screenshot(page, "channels", "digest")
     page.get_by_text("All your past digests").click()
     page.wait_for_load_state()
     assert page.locator("h1").inner_text() == "Your past digests"

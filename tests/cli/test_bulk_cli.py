@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_commands import digest, workspace  # noqa: F401  (the `digest init` workspace fixture)
+from cli_helpers import digest
 
 
-def test_import_reports_bad_rows_by_line_with_a_caret_and_imports_nothing(workspace: Path) -> None:  # noqa: F811
+def test_import_reports_bad_rows_by_line_with_a_caret_and_imports_nothing(workspace: Path) -> None:
     bad = workspace / "people.csv"
     bad.write_text(
         "email,rules,send_time,timezone\n"
@@ -27,7 +27,7 @@ def test_import_reports_bad_rows_by_line_with_a_caret_and_imports_nothing(worksp
     assert json.loads(listed.stdout) == []
 
 
-def test_import_then_export_round_trips_and_subscribe_takes_a_send_time(workspace: Path) -> None:  # noqa: F811
+def test_import_then_export_round_trips_and_subscribe_takes_a_send_time(workspace: Path) -> None:
     good = workspace / "people.csv"
     good.write_text(
         "email,name,rules,cadence,weekday,send_time,timezone,status\n"

@@ -9,8 +9,7 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pytest
-from test_commands import HF_DAY, digest, point_at
+from cli_helpers import HF_DAY, digest, point_at
 
 from digest.cleaning import visible
 from digest.demo.snapshot_server import SnapshotServer
@@ -29,13 +28,6 @@ DAY = date(2026, 8, 21)
 def _no_raw_controls(text: str) -> None:
     for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
         assert raw not in text, f"{raw!r} reached the terminal"
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    result = digest("init", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    return tmp_path
 
 
 def _engine(workspace: Path) -> db.Engine:

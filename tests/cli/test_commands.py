@@ -4,60 +4,13 @@ from __future__ import annotations
 
 import email
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from cli_helpers import HF_DAY, digest, point_at, subscribe_ada
 from smtp_server import FaultySmtpServer
 
 from digest.demo.snapshot_server import SnapshotServer
-
-ROOT = Path(__file__).resolve().parents[2]
-HF_DAY = ROOT.parent / "shared" / "fixtures" / "hf" / "api_daily_papers_date-2026-08-21.json"
-
-
-def digest(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("DIGEST_CONFIG", "DIGEST_SECRET_KEY")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    result = digest("init", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    return tmp_path
-
-
-@pytest.fixture
-def hf(hf_fixtures: Path) -> Iterator[SnapshotServer]:
-    with SnapshotServer(hf_fixtures) as server:
-        yield server
-
-
-def point_at(workspace: Path, hf_url: str, smtp: FaultySmtpServer | None = None, extra: str = "") -> None:
-    path = workspace / "config.toml"
-    text = path.read_text()
-    text = text.replace('base_url = "https://huggingface.co"', f'base_url = "{hf_url}"')
-    text = text.replace("lookback_days = 3", "lookback_days = 0")
-    if smtp is not None:
-        text = text.replace('host = "localhost"', 'host = "127.0.0.1"')
-        text = text.replace("port = 587", f"port = {smtp.port}")
-        text = text.replace('security = "starttls"', 'security = "none"')
-    path.write_text(text + extra)
 
 
 def test_init_writes_a_commented_config_a_private_secret_and_the_database(workspace: Path) -> None:
@@ -218,15 +171,9 @@ def test_admin_subscribe_list_preview_and_unsubscribe(workspace: Path, hf: Snaps
     assert json.loads(digest("subscribers", "--json", cwd=workspace).stdout)[0]["status"] == "unsubscribed"
 
 
-def test_run_sends_and_exits_0_then_a_rerun_sends_nothing(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
-) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
-    assert (
-        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
-        == 0
-    )
+def test_run_sends_and_exits_0_then_a_rerun_sends_nothing(workspace: Path, mailing: FaultySmtpServer) -> None:
+    server = mailing
+    subscribe_ada(workspace)
     first = digest("run", "--date", "2026-08-21", cwd=workspace)
     assert first.returncode == 0, first.stderr
     assert "sent" in first.stdout and len(server.messages) == 1
@@ -234,15 +181,9 @@ def test_run_sends_and_exits_0_then_a_rerun_sends_nothing(
     assert second.returncode == 0 and len(server.messages) == 1
 
 
-def test_dry_run_writes_eml_files_and_records_nothing(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
-) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
-    assert (
-        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
-        == 0
-    )
+def test_dry_run_writes_eml_files_and_records_nothing(workspace: Path, mailing: FaultySmtpServer) -> None:
+    server = mailing
+    subscribe_ada(workspace)
     out = workspace / "dry"
     result = digest("run", "--date", "2026-08-21", "--dry-run", "--out", str(out), cwd=workspace)
     assert result.returncode == 0, result.stderr
@@ -252,15 +193,11 @@ def test_dry_run_writes_eml_files_and_records_nothing(
 
 
 def test_run_with_the_smtp_server_down_exits_1_with_one_line(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
+    workspace: Path, mailing: FaultySmtpServer
 ) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
+    server = mailing
     server.stop()
-    assert (
-        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
-        == 0
-    )
+    subscribe_ada(workspace)
     result = digest("run", "--date", "2026-08-21", cwd=workspace)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "error" in result.stderr
@@ -289,10 +226,9 @@ def test_scraped_titles_are_printed_as_text_not_markup(workspace: Path, hf: Snap
 
 
 def test_subscribe_without_confirmed_mails_a_confirmation_and_a_failed_mail_can_be_retried_at_once(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any
+    workspace: Path, mailing: FaultySmtpServer
 ) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
+    server = mailing
     server.script("RCPT", "451 4.3.0 try later")
     failed = digest("subscribe", "ada@example.org", "--rule", "agent*", cwd=workspace)
     assert failed.returncode == 1 and "confirmation mail was refused" in failed.stderr

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import email
 import email.policy
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_helpers import digest
 
 from digest.demo.run import DEMO_SUBSCRIBERS
 
 
 def test_the_demo_delivers_one_digest_per_subscriber_and_writes_it(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
-    result = subprocess.run(
-        [sys.executable, "-m", "digest", "demo", "--out", str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = digest("demo", "--out", str(out), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "17 papers fetched" in result.stdout
     emls = sorted(out.glob("*.eml"))

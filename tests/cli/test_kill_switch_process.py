@@ -3,23 +3,15 @@ another process claims nothing; released, the next `digest run` sends everything
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-from test_commands import digest, point_at
+from cli_helpers import digest, point_at
 
 from digest.demo.snapshot_server import SnapshotServer
 from digest.store import db
 from digest.store.settings import pause_sending, release_sending
-
-
-@pytest.fixture
-def hf(hf_fixtures: Path) -> Iterator[SnapshotServer]:
-    with SnapshotServer(hf_fixtures) as server:
-        yield server
 
 
 def test_a_run_in_another_process_sends_nothing_until_the_switch_is_released(

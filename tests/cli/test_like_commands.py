@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_helpers import digest, point_at
 from semantic_helpers import without_extra
-from test_commands import digest, point_at
 
 from digest import cli
 from digest.demo.snapshot_server import SnapshotServer
@@ -19,19 +18,6 @@ __all__ = ["without_extra"]
 
 DAY = "2026-07-27"
 LIKED = "2607.22091"  # Spectral Prior for Reducing Exposure Bias in Diffusion Models
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    result = digest("init", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    return tmp_path
-
-
-@pytest.fixture
-def hf(hf_fixtures: Path) -> Iterator[SnapshotServer]:
-    with SnapshotServer(hf_fixtures) as server:
-        yield server
 
 
 def turn_semantic_on(workspace: Path, threshold: str = "0.55") -> None:

@@ -5,24 +5,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
-from test_commands import digest, hf, point_at, workspace  # noqa: F401 (fixtures)
-
-from digest.demo.snapshot_server import SnapshotServer
+from cli_helpers import digest, subscribe_ada
+from smtp_server import FaultySmtpServer
 
 
 def test_a_rerun_prints_nothing_sent_and_logs_one_json_run_line(
-    workspace: Path,  # noqa: F811
-    hf: SnapshotServer,  # noqa: F811
-    smtp_server: Any,
+    workspace: Path, mailing: FaultySmtpServer
 ) -> None:
-    server = smtp_server()
-    point_at(workspace, hf.base_url, server)
-    assert (
-        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
-        == 0
-    )
+    server = mailing
+    subscribe_ada(workspace)
     first = digest("run", "--date", "2026-08-21", cwd=workspace)
     assert first.returncode == 0, first.stderr
     assert re.search(r"sent\s*│\s*1\b", first.stdout), first.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 
 import dkim
 import pytest
-from dkim import dknewkey
-from test_commands import digest, point_at
+from cli_helpers import digest, subscribe_ada
+from smtp_server import FaultySmtpServer
 
 from digest.demo.snapshot_server import SnapshotServer
 
@@ -28,30 +27,9 @@ DAY = date(2026, 8, 21)
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    result = digest("init", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    return tmp_path
-
-
-@pytest.fixture
-def hf(hf_fixtures: Path) -> Iterator[SnapshotServer]:
-    with SnapshotServer(hf_fixtures) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    """A fresh RSA key pair made with dkimpy's key generator: (private key file, DNS TXT record)."""
-    folder = tmp_path_factory.mktemp("dkim")
-    key, dns = folder / "mail.key", folder / "mail.dns"
-    dknewkey.GenRSAKeys(str(key), verbose=False)
-    dknewkey.ExtractRSADnsPublicKey(str(key), str(dns), verbose=False)
-    return key, dns.read_bytes()
-
-
-def signing_workspace(workspace: Path, hf: SnapshotServer, server: Any, key: Path) -> None:
-    point_at(workspace, hf.base_url, server)
+def signing(workspace: Path, mailing: FaultySmtpServer, dkim_key: tuple[Path, bytes]) -> tuple[Any, bytes]:
+    """The mailing workspace also signs with ``dkim_key``; (server, TXT record)."""
+    key, txt = dkim_key
     path = workspace / "config.toml"
     text = path.read_text().replace(
         "[digest]\n",
@@ -60,6 +38,7 @@ def signing_workspace(workspace: Path, hf: SnapshotServer, server: Any, key: Pat
         1,
     )
     path.write_text(text)
+    return mailing, txt
 
 
 def assert_signed_and_headed(raw: bytes, txt: bytes, *, list_mail: bool = True) -> EmailMessage:
@@ -81,11 +60,9 @@ def assert_signed_and_headed(raw: bytes, txt: bytes, *, list_mail: bool = True) 
 
 
 def test_the_confirmation_from_digest_subscribe_is_signed_and_carries_the_mailto_unsubscribe(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any, dkim_key: tuple[Path, bytes]
+    workspace: Path, signing: tuple[Any, bytes]
 ) -> None:
-    server = smtp_server()
-    key, txt = dkim_key
-    signing_workspace(workspace, hf, server, key)
+    server, txt = signing
     result = digest("subscribe", "ada@example.org", "--rule", "agent*", cwd=workspace)
     assert result.returncode == 0, result.stderr
     (mail,) = [m for m in server.messages if "ada@example.org" in m.recipients]
@@ -94,18 +71,13 @@ def test_the_confirmation_from_digest_subscribe_is_signed_and_carries_the_mailto
 
 
 def test_an_admin_alert_is_signed_and_carries_no_list_unsubscribe(
-    workspace: Path, hf: SnapshotServer, smtp_server: Any, dkim_key: tuple[Path, bytes]
+    workspace: Path, hf: SnapshotServer, signing: tuple[Any, bytes]
 ) -> None:
-    server = smtp_server()
-    key, txt = dkim_key
-    signing_workspace(workspace, hf, server, key)
+    server, txt = signing
     # The site changed: every item fails the schema. The run fails and the admin is told.
     hf.add_day(DAY, [{"not": "a paper"}] * 5)
     hf.add_html(DAY, "<html><body>new design</body></html>")
-    assert (
-        digest("subscribe", "ada@example.org", "--rule", "agent*", "--confirmed", cwd=workspace).returncode
-        == 0
-    )
+    subscribe_ada(workspace)
     result = digest("run", "--date", DAY.isoformat(), cwd=workspace, timeout=120)
     assert result.returncode == 1
     alerts = [m for m in server.messages if "ops@example.org" in m.recipients]

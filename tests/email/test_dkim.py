@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from dkim import dknewkey
 from dkim.canonicalization import Relaxed
+from dkim_keys import rsa_key_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,13 +36,11 @@ DOMAIN = "example.org"
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | bytes]:
     """RSA and Ed25519 keys made with dkimpy's own generator, and the DNS TXT records it publishes."""
     folder = tmp_path_factory.mktemp("dkim")
-    rsa_key, rsa_dns = folder / "rsa.key", folder / "rsa.dns"
-    dknewkey.GenRSAKeys(str(rsa_key), verbose=False)
-    dknewkey.ExtractRSADnsPublicKey(str(rsa_key), str(rsa_dns), verbose=False)
+    rsa_key, rsa_txt = rsa_key_pair(folder, "rsa")
     ed_key, ed_dns = folder / "ed.key", folder / "ed.dns"
     private = dknewkey.GenEd25519Keys(str(ed_key), verbose=False)
     dknewkey.ExtractEd25519PublicKey(str(ed_dns), private, verbose=False)
-    return {"rsa": rsa_key, "rsa_txt": rsa_dns.read_bytes(), "ed": ed_key, "ed_txt": ed_dns.read_bytes()}
+    return {"rsa": rsa_key, "rsa_txt": rsa_txt, "ed": ed_key, "ed_txt": ed_dns.read_bytes()}
 
 
 def dns_for(keys: dict[str, Path | bytes]) -> Callable[..., bytes]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dkim
 import pytest
-from dkim import dknewkey
 from email_helpers import context, load_day, match
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -212,16 +211,6 @@ def test_a_comma_in_the_unsubscribe_url_is_escaped_so_it_stays_one_uri() -> None
 
 
 # ---------------------------------------------------------------------------------------------- DKIM
-
-
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    """A fresh RSA key pair made with dkimpy's key generator: (private key file, DNS TXT record)."""
-    folder = tmp_path_factory.mktemp("dkim")
-    key, dns = folder / "mail.key", folder / "mail.dns"
-    dknewkey.GenRSAKeys(str(key), verbose=False)
-    dknewkey.ExtractRSADnsPublicKey(str(key), str(dns), verbose=False)
-    return key, dns.read_bytes()
 
 
 def test_a_dkim_signature_verifies_and_covers_both_list_unsubscribe_headers(

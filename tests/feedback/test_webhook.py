@@ -10,17 +10,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from feedback_helpers import NOW, SECRET, add_active, status_of
+from live_server import NoMail
 
 from digest.config_load import parse_config
 from digest.store.feedback import list_feedback
 from digest.web import create_app
 
 HOOK_SECRET = "esp-shared-secret-0123456789abcdef"
-
-
-class NoMail:
-    async def send(self, sender: str, recipient: str, message: bytes) -> object:
-        raise AssertionError("the webhook sends no mail")
 
 
 @pytest.fixture
@@ -36,7 +32,7 @@ async def client(
         },
         tmp_path / "config.toml",
     )
-    app = create_app(config, engine, NoMail(), clock=lambda: NOW)
+    app = create_app(config, engine, NoMail("the webhook sends no mail"), clock=lambda: NOW)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://digest.example.org"
     ) as c:
@@ -129,7 +125,7 @@ async def test_without_a_configured_secret_there_is_no_webhook(
 ) -> None:
     monkeypatch.setenv("DIGEST_SECRET_KEY", SECRET)
     config = parse_config({"smtp": {"host": "127.0.0.1", "security": "none"}}, tmp_path / "config.toml")
-    app = create_app(config, engine, NoMail(), clock=lambda: NOW)
+    app = create_app(config, engine, NoMail("the webhook sends no mail"), clock=lambda: NOW)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://d.example.org"
     ) as c:

@@ -14,7 +14,7 @@ from smtp_server import DROP, HANG, FaultySmtpServer
 
 from digest.config_load import parse_config
 from digest.errors import DeliveryError
-from digest.mailer import SmtpPool, SmtpSettings, prepare_data
+from digest.mailer import SendOutcome, SmtpPool, SmtpSettings, prepare_data
 
 Server = Callable[..., FaultySmtpServer]
 SENDER = "digest@example.org"
@@ -24,6 +24,12 @@ def message(to: str = "reader@example.org", body: str = "Hello.\r\n") -> bytes:
     return (
         f"From: Paper Digest <{SENDER}>\r\nTo: {to}\r\nSubject: test\r\nMessage-ID: <t@example.org>\r\n\r\n{body}"
     ).encode()
+
+
+async def send_once(server: FaultySmtpServer) -> SendOutcome:
+    """One test message to reader@example.org through a fresh pool to ``server``."""
+    async with SmtpPool(server.settings()) as pool:
+        return await pool.send(SENDER, "reader@example.org", message())
 
 
 async def test_a_451_is_temporary_and_the_next_attempt_is_delivered(smtp_server: Server) -> None:
@@ -61,8 +67,7 @@ async def test_a_550_is_permanent_and_other_recipients_still_get_mail(smtp_serve
 async def test_a_550_after_data_is_permanent(smtp_server: Server) -> None:
     server = smtp_server()
     server.script("DATA", "554 5.7.1 message rejected as spam")
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await pool.send(SENDER, "reader@example.org", message())
+    outcome = await send_once(server)
     assert (outcome.status, outcome.code) == ("permanent", 554)
     assert server.count == 0
 
@@ -71,8 +76,7 @@ async def test_a_550_after_data_is_permanent(smtp_server: Server) -> None:
 async def test_a_552_is_temporary_not_permanent(smtp_server: Server, verb: str) -> None:
     server = smtp_server()
     server.script(verb, "552 5.2.2 mailbox full")
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await pool.send(SENDER, "reader@example.org", message())
+    outcome = await send_once(server)
     assert (outcome.status, outcome.code) == ("temporary", 552)
     assert not outcome.final
 
@@ -117,8 +121,7 @@ async def test_a_drop_before_the_end_of_data_is_retried_once_on_a_new_connection
 async def test_two_drops_before_data_give_a_temporary_outcome(smtp_server: Server) -> None:
     server = smtp_server()
     server.script("RCPT", DROP, DROP)
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await pool.send(SENDER, "reader@example.org", message())
+    outcome = await send_once(server)
     assert outcome.status == "temporary"
     assert server.count == 0
 
@@ -126,8 +129,7 @@ async def test_two_drops_before_data_give_a_temporary_outcome(smtp_server: Serve
 async def test_a_421_before_data_reconnects_and_delivers(smtp_server: Server) -> None:
     server = smtp_server()
     server.script("MAIL", "421 4.7.0 too many messages on this connection")
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await pool.send(SENDER, "reader@example.org", message())
+    outcome = await send_once(server)
     assert outcome.status == "sent"
     assert server.connections == 2
 
@@ -155,8 +157,7 @@ async def test_starttls_required_refuses_a_server_that_does_not_offer_it(smtp_se
 
 async def test_starttls_with_the_relays_ca_file_delivers_over_tls(smtp_server: Server) -> None:
     server = smtp_server(tls="starttls")
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await pool.send(SENDER, "reader@example.org", message())
+    outcome = await send_once(server)
     assert outcome.status == "sent"
     assert server.messages[0].tls
     assert all(c.tls for c in server.commands() if c.verb in ("MAIL", "RCPT", "DATA"))
@@ -174,8 +175,7 @@ async def test_starttls_without_the_ca_file_fails_certificate_verification(smtp_
 
 async def test_implicit_tls_delivers(smtp_server: Server) -> None:
     server = smtp_server(tls="implicit")
-    async with SmtpPool(server.settings()) as pool:
-        outcome = await pool.send(SENDER, "reader@example.org", message())
+    outcome = await send_once(server)
     assert outcome.status == "sent"
     assert server.messages[0].tls
 

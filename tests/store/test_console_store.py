@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
-from console_seed import add_delivery, add_run, set_status
+from console_seed import add_delivery, add_run, set_status, subscriber_row
 
 from digest.models import SubscriberStatus
 from digest.store import console
@@ -61,20 +61,7 @@ def test_search_filters_by_address_status_cadence_and_rule_word(engine: sa.Engin
 
 
 def test_search_pages_fifty_at_a_time(engine: sa.Engine) -> None:
-    rows = [
-        {
-            "email": f"p{i:03d}@example.org",
-            "status": "active",
-            "cadence": "daily",
-            "weekday": 0,
-            "managed_by_config": False,
-            "created_at": NOW,
-            "updated_at": NOW,
-            "hard_bounces": 0,
-            "token_version": 0,
-        }
-        for i in range(120)
-    ]
+    rows = [subscriber_row(f"p{i:03d}@example.org", NOW) for i in range(120)]
     from digest.store.tables import subscriber
 
     with engine.begin() as conn:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from console_seed import subscriber_row
 
 from digest.models import Paper
 from digest.sources import papers_from_api_json
@@ -37,19 +38,7 @@ def _add_subscriber(engine: sa.Engine, email: str) -> int:
     with engine.begin() as conn:
         return int(
             conn.execute(
-                sa.insert(subscriber)
-                .values(
-                    email=email,
-                    status="active",
-                    cadence="daily",
-                    weekday=0,
-                    managed_by_config=False,
-                    created_at=T0,
-                    updated_at=T0,
-                    hard_bounces=0,
-                    token_version=0,
-                )
-                .returning(subscriber.c.id)
+                sa.insert(subscriber).values(**subscriber_row(email, T0)).returning(subscriber.c.id)
             ).scalar_one()
         )
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from console_seed import subscriber_row
 
 from digest.config import SubscriberEntry
 from digest.errors import RuleError, SubscriberError
@@ -361,17 +362,14 @@ def test_two_processes_syncing_the_same_new_address_at_once_both_succeed(postgre
             other.begin()
             other.execute(
                 sa.insert(subscriber).values(
-                    email="ops@example.org",
-                    status="active",
-                    cadence="daily",
-                    weekday=0,
-                    managed_by_config=True,
-                    created_at=NOW,
-                    updated_at=NOW,
-                    confirmed_at=NOW,
-                    token_version=0,
-                    consent_at=NOW,
-                    consent_source="config",
+                    **subscriber_row(
+                        "ops@example.org",
+                        NOW,
+                        managed_by_config=True,
+                        confirmed_at=NOW,
+                        consent_at=NOW,
+                        consent_source="config",
+                    )
                 )
             )
 

@@ -15,6 +15,7 @@ from web_helpers import BASE, NOW, SECRET, Clock, Web, make_config, week_of_pape
 from digest.config import Config
 from digest.demo.smtp_sink import SmtpSink
 from digest.mailer import SmtpPool, SmtpSettings
+from digest.store import db
 from digest.store.papers import upsert_papers
 from digest.web import create_app
 
@@ -39,6 +40,15 @@ def clock() -> Clock:
 def papers_engine(sqlite_engine: sa.Engine) -> sa.Engine:
     upsert_papers(sqlite_engine, week_of_papers(NOW.date()), NOW)
     return sqlite_engine
+
+
+@pytest.fixture
+def any_engine(db_url: str) -> Iterator[sa.Engine]:
+    """A migrated database with the week of papers, on SQLite and on PostgreSQL."""
+    engine = db.open_database(db_url)
+    upsert_papers(engine, week_of_papers(NOW.date()), NOW)
+    yield engine
+    engine.dispose()
 
 
 WebFactory = Callable[..., Any]

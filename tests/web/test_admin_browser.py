@@ -4,9 +4,6 @@ server, SQLite. Screenshots go to test-artifacts/admin/."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,9 +12,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from admin_helpers import HASH_ENV, PASSWORD, USER, admin_config, password_hash
 from console_seed import add_delivery, add_run, set_status
+from live_server import LiveServer, NoMail, console_problems, screenshot
 from web_helpers import Clock
 
 from digest.models import SubscriberStatus
@@ -29,15 +26,7 @@ from digest.web import create_app
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
 PHONE = {"width": 375, "height": 812}
-
-
-class NoMail:
-    """The console sends no mail; a call here would be a bug."""
-
-    async def send(self, sender: str, recipient: str, message: bytes) -> object:
-        raise AssertionError("the console sent a mail")
 
 
 @dataclass
@@ -75,30 +64,15 @@ def served(
         )
     set_status(engine, ada, "bounced")
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = admin_config(tmp_path, 2525, web={"base_url": url})
-    app = create_app(config, engine, NoMail(), clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield Served(url, engine, ada)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with LiveServer() as live:
+        config = admin_config(tmp_path, 2525, web={"base_url": live.url})
+        app = create_app(config, engine, NoMail("the console sent a mail"), clock=clock)
+        with live.serve(app):
+            yield Served(live.url, engine, ada)
 
 
 def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(page, "admin", name)
 
 
 def nav(page: Any, name: str) -> Any:
@@ -117,13 +91,8 @@ def test_an_operator_signs_in_finds_ada_reactivates_her_and_pauses_sending_on_a_
 
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
-    problems: list[str] = []
     # The wrong password answers 401 on purpose; anything else in the console is a bug (CSP, script).
-    page.on(
-        "console",
-        lambda m: problems.append(m.text) if m.type == "error" and "status of 401" not in m.text else None,
-    )
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page, expected_status=401)
 
     page.goto(served.url + "/admin")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")

@@ -4,7 +4,6 @@ a traceback, and the site keeps working for the next visitor (SQLite and Postgre
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -13,10 +12,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_web_routes import _subscribe_and_confirm
-from web_helpers import NOW, Web, links_in, week_of_papers
-
-from digest.store import db
-from digest.store.papers import upsert_papers
+from web_helpers import Web, links_in
 
 CONTROLS = [
     chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
@@ -26,14 +22,6 @@ text = st.lists(
 ).map("".join)
 SUBSCRIBE_FIELDS = ("email", "name", "rules", "website")
 MANAGE_FIELDS = ("action", "rules", "cadence", "weekday", "confirm_delete")
-
-
-@pytest.fixture
-def any_engine(db_url: str) -> Iterator[sa.Engine]:
-    engine = db.open_database(db_url)
-    upsert_papers(engine, week_of_papers(NOW.date()), NOW)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

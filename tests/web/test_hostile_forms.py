@@ -3,31 +3,19 @@ page or a mail; bounced and unsubscribed addresses; errors for huge and bad rule
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from test_web_routes import _rows, _subscribe_and_confirm
-from web_helpers import NOW, Web, links_in, mail_text, week_of_papers
+from web_helpers import NOW, Web, links_in, mail_text
 
 from digest.models import Paper, SubscriberStatus
-from digest.store import db
 from digest.store import subscribers as repo
 from digest.store.papers import upsert_papers
 
 HOSTILE = "\x00\x1b[2J\u202e\u2066\x9b\r\x07"
 #: Only characters that cleaning drops (HOSTILE leaves the printable "[2J" of its escape behind).
 CTRL = "\x00\x1b\u202e\u2066\x9b\r\x07\u200f"
-
-
-@pytest.fixture
-def any_engine(db_url: str) -> Iterator[sa.Engine]:
-    """A migrated database with the week of papers, on SQLite and on PostgreSQL."""
-    engine = db.open_database(db_url)
-    upsert_papers(engine, week_of_papers(NOW.date()), NOW)
-    yield engine
-    engine.dispose()
 
 
 def _clean(text: str) -> None:
@@ -56,17 +44,7 @@ async def test_the_manage_form_and_the_preview_take_nul_and_bidi_on_both_databas
 ) -> None:
     web: Web = await web_factory(engine=any_engine)
     links = await _subscribe_and_confirm(web)
-    token = await web.form_token(links["manage"])
-    saved = await web.client.post(
-        links["manage"],
-        data={
-            "action": "save",
-            "rules": f"agents{CTRL}\n",
-            "cadence": f"daily{CTRL}",
-            "weekday": "0",
-            "csrf_token": token,
-        },
-    )
+    saved = await web.save_manage(links["manage"], rules=f"agents{CTRL}\n", cadence=f"daily{CTRL}")
     assert saved.status_code == 200 and "Saved." in saved.text
     _clean(saved.text)
     for answer in (
@@ -132,17 +110,7 @@ async def test_an_unsubscribed_address_gets_at_most_one_confirmation_a_week(web:
 
 async def test_the_manage_page_says_too_much_text_for_over_12000_characters(web: Web) -> None:
     links = await _subscribe_and_confirm(web)
-    token = await web.form_token(links["manage"])
-    answer = await web.client.post(
-        links["manage"],
-        data={
-            "action": "save",
-            "rules": "diffusion " * 1300,
-            "cadence": "daily",
-            "weekday": "0",
-            "csrf_token": token,
-        },
-    )
+    answer = await web.save_manage(links["manage"], rules="diffusion " * 1300)
     assert answer.status_code == 400
     assert "too much text" in answer.text and "Write at least one rule" not in answer.text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +13,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from test_web_routes import SECRET_DETAIL, _failed_run_with_an_smtp_alert, _subscribe_and_confirm
-from web_helpers import BASE, NOW, SECRET, Web, make_config, week_of_papers
+from web_helpers import BASE, NOW, SECRET, Web, make_config
 
 from digest.notices import archive_url, digest_url, feed_url
-from digest.store import db
-from digest.store.papers import upsert_papers
 from digest.store.subscribers import find_subscriber
 from digest.web.guard import MAX_BODY
 from digest.web.security import SECURITY_HEADERS
-
-
-@pytest.fixture
-def any_engine(db_url: str) -> Iterator[sa.Engine]:
-    engine = db.open_database(db_url)
-    upsert_papers(engine, week_of_papers(NOW.date()), NOW)
-    yield engine
-    engine.dispose()
 
 
 async def _form_routes(web: Web) -> list[str]:

@@ -3,21 +3,17 @@ the manage page. A real uvicorn server, SQLite; screenshots go to test-artifacts
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from test_web_browser import ARTIFACTS, LazyPool
+from live_server import LiveServer, console_problems, screenshot
+from test_web_browser import LazyPool
 from web_helpers import NOW, SECRET, Clock, make_config
 
 from digest.demo.smtp_sink import SmtpSink
-from digest.mailer import SmtpSettings
 from digest.models import SubscriberStatus
 from digest.store import subscribers as repo
 from digest.tokens import make_token
@@ -28,28 +24,11 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def served_url(papers_engine: sa.Engine, sink: SmtpSink, clock: Clock, tmp_path: Path) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = make_config(tmp_path, sink.port, web={"base_url": url}, semantic={"enabled": True})
-    mailer = LazyPool(
-        SmtpSettings(host="127.0.0.1", port=sink.port, security="none", timeout_s=5, pool_size=1)
-    )
-    app = create_app(config, papers_engine, mailer, clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with LiveServer() as live:
+        config = make_config(tmp_path, sink.port, web={"base_url": live.url}, semantic={"enabled": True})
+        app = create_app(config, papers_engine, LazyPool.to_sink(sink.port), clock=clock)
+        with live.serve(app):
+            yield live.url
 
 
 def test_a_reader_adds_more_like_this_with_one_button_in_a_browser(
@@ -61,19 +40,16 @@ def test_a_reader_adds_more_like_this_with_one_button_in_a_browser(
         papers_engine, "ann@example.org", ["agents"], now=NOW, status=SubscriberStatus.ACTIVE
     )
     page = browser.new_context(viewport={"width": 800, "height": 700}).new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page)
     page.goto(f"{served_url}/more/{make_token(SECRET, 'more', sub.id, sub.token_version)}/2602.00001")
     expect(page.get_by_role("heading", level=1)).to_have_text("More like this")
     expect(page.locator("main")).to_contain_text("«Video Diffusion Models at Scale»")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "more-01-button.png"), full_page=True)
+    screenshot(page, "web", "more-01-button")
     assert [r.query for r in repo.get_subscriber(papers_engine, sub.id).rules] == ["agents"]  # type: ignore[union-attr]
 
     page.get_by_role("button", name="Add more like this").click()
     expect(page.get_by_role("status")).to_contain_text("Added.")
-    page.screenshot(path=str(ARTIFACTS / "more-02-added.png"), full_page=True)
+    screenshot(page, "web", "more-02-added")
     assert [r.query for r in repo.get_subscriber(papers_engine, sub.id).rules] == [  # type: ignore[union-attr]
         "agents",
         "like:2602.00001",
@@ -81,5 +57,5 @@ def test_a_reader_adds_more_like_this_with_one_button_in_a_browser(
     page.get_by_role("link", name="See or change your rules").click()
     expect(page.locator("ul.liked")).to_contain_text("like:2602.00001: «Video Diffusion Models at Scale»")
     expect(page.get_by_label("Rules, one per line")).to_have_value("agents\nlike:2602.00001")
-    page.screenshot(path=str(ARTIFACTS / "more-03-manage.png"), full_page=True)
+    screenshot(page, "web", "more-03-manage")
     assert problems == []

@@ -7,16 +7,13 @@ from pathlib import Path
 
 import dkim
 import pytest
-from dkim import dknewkey
+from dkim_keys import rsa_key_pair
 from web_helpers import BASE, Web, links_in, make_config
 
 
 @pytest.fixture
 def dkim_key(tmp_path: Path) -> tuple[Path, bytes]:
-    key, dns = tmp_path / "mail.key", tmp_path / "mail.dns"
-    dknewkey.GenRSAKeys(str(key), verbose=False)
-    dknewkey.ExtractRSADnsPublicKey(str(key), str(dns), verbose=False)
-    return key, dns.read_bytes()
+    return rsa_key_pair(tmp_path)
 
 
 async def test_the_confirmation_and_welcome_mails_of_the_web_form_are_dkim_signed(

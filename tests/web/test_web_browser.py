@@ -6,9 +6,6 @@ the manage page, unsubscribe through the mail's link. Screenshots go to test-art
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
+from live_server import LiveServer, console_problems, screenshot
 from web_helpers import Clock, make_config
 
 from digest.demo.smtp_sink import SmtpSink
@@ -27,8 +24,6 @@ from digest.web import create_app
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
-
 
 class LazyPool:
     """An SmtpPool opened on first use, inside the server's own event loop (a pool belongs to one loop)."""
@@ -36,6 +31,11 @@ class LazyPool:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.pool: SmtpPool | None = None
+
+    @classmethod
+    def to_sink(cls, port: int) -> LazyPool:
+        """A one-connection pool to the loopback SMTP sink on ``port``."""
+        return cls(SmtpSettings(host="127.0.0.1", port=port, security="none", timeout_s=5, pool_size=1))
 
     async def send(self, sender: str, recipient: str, message: bytes) -> object:
         if self.pool is None:
@@ -52,33 +52,15 @@ class Served:
 
 @pytest.fixture
 def served(papers_engine: sa.Engine, sink: SmtpSink, clock: Clock, tmp_path: Path) -> Iterator[Served]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = make_config(tmp_path, sink.port, web={"base_url": url})
-    mailer = LazyPool(
-        SmtpSettings(host="127.0.0.1", port=sink.port, security="none", timeout_s=5, pool_size=1)
-    )
-    app = create_app(config, papers_engine, mailer, clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield Served(url, papers_engine, sink)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with LiveServer() as live:
+        config = make_config(tmp_path, sink.port, web={"base_url": live.url})
+        app = create_app(config, papers_engine, LazyPool.to_sink(sink.port), clock=clock)
+        with live.serve(app):
+            yield Served(live.url, papers_engine, sink)
 
 
 def _shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(page, "web", name)
 
 
 def _mail(sink: SmtpSink, count: int) -> Any:
@@ -93,13 +75,8 @@ def test_a_visitor_subscribes_confirms_edits_and_unsubscribes_in_a_browser(
 
     context = browser.new_context(viewport={"width": 1024, "height": 800})
     page = context.new_page()
-    problems: list[str] = []
     # A form sent with bad rules answers 400 on purpose; anything else in the console is a bug (CSP, JS).
-    page.on(
-        "console",
-        lambda m: problems.append(m.text) if m.type == "error" and "status of 400" not in m.text else None,
-    )
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    problems = console_problems(page, expected_status=400)
 
     page.goto(served.url + "/")
     expect(page.get_by_role("heading", level=1)).to_contain_text("AI papers")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from test_web_routes import _subscribe_and_confirm
-from web_helpers import Web
+from web_helpers import MANAGE_FORM, Web
 
 
 def _summary_links(html: str) -> list[tuple[str, str]]:
@@ -22,7 +22,7 @@ async def test_manage_errors_link_to_their_field_and_mark_it(web: Web) -> None:
     page = await web.client.get(links["manage"])
     assert "<title>Your subscription" in page.text and "error-summary" not in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    form = {"action": "save", "rules": "diffusion", "cadence": "daily", "weekday": "0", "csrf_token": token}
+    form = {**MANAGE_FORM, "csrf_token": token}
 
     empty = await web.client.post(links["manage"], data={**form, "rules": "  "})
     assert empty.status_code == 400 and "<title>Error: Your subscription" in empty.text

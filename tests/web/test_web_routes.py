@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from freezegun import freeze_time
 from web_helpers import BASE, NOW, SECRET, Web, links_in, mail_text
 
-from digest.models import SubscriberStatus
+from digest.models import Subscriber, SubscriberStatus
 from digest.store import signup, subscriber_rows
 from digest.store import subscribers as repo
 from digest.store.tables import alert, run, subscriber
@@ -22,6 +22,13 @@ from digest.tokens import make_token
 def _rows(engine: sa.Engine) -> list[sa.Row[object]]:
     with engine.connect() as conn:
         return list(conn.execute(sa.select(subscriber).order_by(subscriber.c.id)))
+
+
+def _managed_ops(engine: sa.Engine) -> Subscriber:
+    """ops@example.org, active and managed by the config file."""
+    return repo.add_subscriber(
+        engine, "ops@example.org", ["agents"], now=NOW, status=SubscriberStatus.ACTIVE, managed_by_config=True
+    )
 
 
 async def _subscribe_and_confirm(
@@ -88,14 +95,7 @@ async def test_the_answer_is_identical_whatever_the_address_is(web: Web) -> None
     web.new_mail()
     gone = await _subscribe_and_confirm(web, "gone@example.org")
     assert (await web.client.post(gone["u"])).status_code == 200
-    repo.add_subscriber(
-        web.engine,
-        "ops@example.org",
-        ["agents"],
-        now=NOW,
-        status=SubscriberStatus.ACTIVE,
-        managed_by_config=True,
-    )
+    _managed_ops(web.engine)
     web.new_mail()
     web.clock.advance(days=8)  # an unsubscribed address gets one confirmation a week at most
     answers = [
@@ -336,30 +336,14 @@ async def test_the_manage_page_edits_rules_schedule_and_pauses(web: Web) -> None
     page = await web.client.get(links["manage"])
     assert page.status_code == 200 and ">diffusion</textarea>" in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    bad = await web.client.post(
-        links["manage"],
-        data={
-            "action": "save",
-            "rules": "agents\n-video",
-            "cadence": "daily",
-            "weekday": "0",
-            "csrf_token": token,
-        },
-    )
+    bad = await web.save_manage(links["manage"], token, rules="agents\n-video")
     assert bad.status_code == 400 and "Line 2, character 1: " in bad.text and "<pre>-video\n" in bad.text
     assert "<title>Error: Your subscription" in bad.text and 'href="#rules">Rules: Line 2' in bad.text
     assert ">agents\n-video</textarea>" in bad.text  # the edit is kept for fixing
     sub = repo.find_subscriber(web.engine, "ann@example.org")
     assert sub is not None and [r.query for r in sub.rules] == ["diffusion"]
-    saved = await web.client.post(
-        links["manage"],
-        data={
-            "action": "save",
-            "rules": "agents\nrobot*",
-            "cadence": "weekly",
-            "weekday": "4",
-            "csrf_token": token,
-        },
+    saved = await web.save_manage(
+        links["manage"], token, rules="agents\nrobot*", cadence="weekly", weekday="4"
     )
     assert saved.status_code == 200 and "Saved." in saved.text and "every Friday" in saved.text
     sub = repo.find_subscriber(web.engine, "ann@example.org")
@@ -397,14 +381,7 @@ async def test_delete_all_my_data_needs_the_box_ticked_then_kills_every_link(web
 
 
 async def test_a_config_managed_subscriber_gets_a_polite_page_but_can_unsubscribe(web: Web) -> None:
-    sub = repo.add_subscriber(
-        web.engine,
-        "ops@example.org",
-        ["agents"],
-        now=NOW,
-        status=SubscriberStatus.ACTIVE,
-        managed_by_config=True,
-    )
+    sub = _managed_ops(web.engine)
     manage = f"/manage/{make_token(SECRET, 'manage', sub.id, 0)}"
     page = await web.client.get(manage)
     assert (

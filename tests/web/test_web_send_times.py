@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from web_helpers import Web, links_in
+from web_helpers import MANAGE_FORM, Web, links_in
 
 from digest.store import subscribers as repo
 
@@ -56,7 +56,7 @@ async def test_the_manage_page_edits_and_clears_the_send_time(web: Web) -> None:
     manage = links_in(welcome)["manage"]
     page = await web.client.get(manage)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    form = {"action": "save", "rules": "diffusion", "cadence": "daily", "weekday": "0", "csrf_token": token}
+    form = {**MANAGE_FORM, "csrf_token": token}
 
     saved = await web.client.post(manage, data={**form, "send_time": "06:45", "timezone": "Europe/Berlin"})
     assert (

@@ -85,6 +85,10 @@ def make_config(tmp_path: Path, smtp_port: int, **extra: Any) -> Config:
     return parse_config(data, tmp_path / "config.toml")
 
 
+#: The manage form as the page fills it in for a daily "diffusion" subscriber (without its CSRF token).
+MANAGE_FORM = {"action": "save", "rules": "diffusion", "cadence": "daily", "weekday": "0"}
+
+
 @dataclass
 class Web:
     """The app under test, its database, mailbox and clock, and small helpers."""
@@ -119,6 +123,12 @@ class Web:
         if page.status_code != 200 or match is None:
             return page  # an error page, or "already subscribed": no button to press
         return await self.client.post(link, data={"csrf_token": match.group(1)})
+
+    async def save_manage(self, link: str, token: str | None = None, **fields: str) -> httpx.Response:
+        """Post the manage form at ``link``: MANAGE_FORM with ``fields`` changed, and ``token`` (or the one
+        the page gives now)."""
+        csrf = token or await self.form_token(link)
+        return await self.client.post(link, data={**MANAGE_FORM, "csrf_token": csrf, **fields})
 
     def new_mail(self) -> list[ReceivedMessage]:
         """Messages that arrived since the last call."""
