@@ -130,3 +130,16 @@ async def test_digest_run_sends_now_to_everyone_due_whatever_their_hour(
         "la@example.org": 1,
     }
     engine.dispose()
+
+
+def test_a_slot_is_named_by_its_quarter_hour_whatever_the_clock_of_the_process_that_fires_it() -> None:
+    from zoneinfo import ZoneInfo
+
+    from digest.slots import slot_time
+
+    quarter = datetime(2026, 8, 20, 22, 0, tzinfo=UTC)
+    late = [quarter, quarter + timedelta(milliseconds=300), quarter + timedelta(minutes=14, seconds=59)]
+    assert {slot_time(now) for now in late} == {quarter}
+    kathmandu = datetime(2026, 8, 21, 3, 59, 30, tzinfo=ZoneInfo("Asia/Kathmandu"))  # +05:45
+    assert slot_time(kathmandu) == datetime(2026, 8, 20, 22, 0, tzinfo=UTC)
+    assert slot_time(quarter + timedelta(minutes=15)) == quarter + timedelta(minutes=15)
