@@ -127,6 +127,7 @@ async def test_a_slot_with_workers_plans_and_delivers_exactly_its_due_readers_on
         await until(lambda: "berlin@example.org" in readers_mailed(server), "Berlin's slot ran", logs)
         await until(queue_idle(engine), "the queue emptied", logs)
         assert readers_mailed(server) == {"tokyo@example.org": 1, "berlin@example.org": 1}
+        assert len(hf.requests_to(API_PATH)) == fetches  # the slots planned from the stored papers
 
         # The same slot queued again after it ran (a retry, a late second process): nobody is left.
         await deferrers[0](DAY, datetime(2026, 8, 21, 6, 0, tzinfo=UTC))
