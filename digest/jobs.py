@@ -1,16 +1,30 @@
 """Scale-out on PostgreSQL with procrastinate: the tasks, the deferrer of `serve`, and `digest worker`.
 
-With ``[workers] enabled`` (PostgreSQL only), ``serve`` does not run a digest itself: it defers a *plan* job
-for the date (queueing lock and lock per date: deferred once, run once at a time). A worker runs it: the
-usual ``pipeline.run_digest`` (run row, fetch, plan, close, alerts), except that the due outbox rows are
-cut into chunks of ``chunk_size`` and each chunk becomes a *delivery* job; the plan job keeps the run (and
-its heartbeat) until every chunk job has ended, then closes the run as an inline run would.
+With ``[workers] enabled`` (PostgreSQL only), ``serve`` sends nothing and fetches nothing itself: at each
+scheduled time it queues a job and returns at once (:class:`PlanDeferrer`).
 
-A delivery job is ``delivery.Delivery`` restricted to its id range: the one send loop, with its conditional
-claim. A worker that dies (SIGKILL, lost machine) stops its heartbeat; any other worker then retries its
-jobs (procrastinate's stalled-job recovery, run by every worker every ``stalled_after_s / 2`` seconds). The
-retried chunk first marks the rows its dead attempt left in ``sending`` as ``uncertain`` (at most
-``pool_size`` of them: only messages in flight are claimed) and sends the rest; nothing is sent twice.
+- The ``[schedule] cron`` (its catch-up on start and same-day retry too) queues the *plan* job of the date
+  (``run_date`` only; queueing lock ``plan-<date>``). A worker runs the usual ``pipeline.run_digest`` (run
+  row, fetch, plan, close, alerts) for everyone who follows the cron and those whose own send time has come
+  on that date (``slots.run_audience`` at the job's start): nobody is planned before their hour.
+- Each send-time slot queues one plan job per local date that has readers due, with ``run_date`` and the
+  slot's quarter hour ``slot_at`` only (never the subscriber ids: an audience of 100k stays a few bytes).
+  The worker recomputes the audience from ``slot_at`` (``slots.slot_audience``) and plans exactly those,
+  from the stored papers (no fetch), as the inline slot does. Queueing lock ``slot-<date>-<slot_at>``: two
+  ``serve`` processes (or a repeated slot) queue that slot once; a deferral after it already ran finds
+  nobody left to plan (the outbox key) and does nothing.
+- Every plan job of one date takes the lock ``plan-<date>``: they run one after the other, never racing
+  for the run row.
+- ``[source] refresh`` queues the *refresh* job (queueing lock and lock ``refresh``: one waiting and one
+  running at a time), the same ``refresh.refresh_source`` as serve's inline refresh job.
+
+A plan job cuts the due outbox rows into chunks of ``chunk_size`` and each chunk becomes a *delivery* job;
+it keeps the run (and its heartbeat) until every chunk job has ended, then closes the run as an inline run
+would. A delivery job is ``delivery.Delivery`` restricted to its id range: the one send loop, with its
+conditional claim. A worker that dies (SIGKILL, lost machine) stops its heartbeat; any other worker then
+retries its jobs (procrastinate's stalled-job recovery, run by every worker every ``stalled_after_s / 2``
+seconds). The retried chunk first marks the rows its dead attempt left in ``sending`` as ``uncertain`` (at
+most ``pool_size`` of them: only messages in flight are claimed) and sends the rest; nothing is sent twice.
 
 Plan and refresh jobs run on their own queue, so a worker busy with chunks still runs them (and a plan job
 waiting for its chunks never takes the place of a chunk).
@@ -27,9 +41,9 @@ from datetime import date, datetime
 from typing import Any
 
 import procrastinate
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 
-from digest import pipeline
+from digest import pipeline, slots
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.delivery import Delivery, RunOptions
@@ -47,6 +61,8 @@ log = logging.getLogger("digest.jobs")
 CONTROL_QUEUE = "digest-control"  # plan and refresh jobs
 DELIVERY_QUEUE = "digest-delivery"  # delivery chunks
 PLAN_TASK, CHUNK_TASK, REFRESH_TASK = "digest.plan", "digest.deliver_chunk", "digest.refresh"
+#: The refresh job's queueing lock and lock: one waiting and one running at a time.
+REFRESH_LOCK = "refresh"
 #: How often a plan job looks whether its chunk jobs have ended.
 CHUNK_POLL_S = 0.5
 
@@ -66,35 +82,70 @@ class DigestJobs:
         self.config, self.engine, self.app, self.clock = config, engine, app, clock
         self.plan = app.task(name=PLAN_TASK, queue=CONTROL_QUEUE)(self._plan)
         self.chunk = app.task(name=CHUNK_TASK, queue=DELIVERY_QUEUE, pass_context=True)(self._chunk)
-        self.refresh = app.task(name=REFRESH_TASK, queue=CONTROL_QUEUE, queueing_lock="refresh")(
+        self.refresh = app.task(name=REFRESH_TASK, queue=CONTROL_QUEUE, queueing_lock=REFRESH_LOCK)(
             self._refresh
         )
 
-    async def defer_plan(self, run_date: date) -> int | None:
-        """Queue the plan job of ``run_date``; None when one is already waiting (deferred once)."""
-        key = f"plan-{run_date.isoformat()}"
+    async def defer_plan(self, run_date: date, slot_at: datetime | None = None) -> int | None:
+        """Queue the plan job of ``run_date``: the cron's, or with ``slot_at`` that send-time slot's; the
+        job id, or None when the same job is already waiting (deferred once)."""
+        day = run_date.isoformat()
+        args = {"run_date": day}
+        queueing_lock = f"plan-{day}"
+        if slot_at is not None:
+            at = slots.slot_time(slot_at).isoformat()
+            args["slot_at"] = at
+            queueing_lock = f"slot-{day}-{at}"
         try:
-            return await self.plan.configure(lock=key, queueing_lock=key).defer_async(
-                run_date=run_date.isoformat()
+            # One lock per date for both kinds: the plans of a date run one at a time.
+            return await self.plan.configure(lock=f"plan-{day}", queueing_lock=queueing_lock).defer_async(
+                **args
             )
         except AlreadyEnqueued:
             return None
 
-    async def _plan(self, run_date: str) -> str:
+    async def defer_refresh(self) -> int | None:
+        """Queue the refresh job; None when one is already waiting."""
+        try:
+            return await self.refresh.configure(lock=REFRESH_LOCK).defer_async()
+        except AlreadyEnqueued:
+            return None
+
+    def _options(self, day: date, slot_at: str | None) -> RunOptions | None:
+        """The run options of a plan job; None when the slot has nobody left to plan."""
+        if slot_at is None:  # the cron: fetch; its followers, and those whose own hour has come
+            audience = slots.run_audience(self.config, self.engine, day, self.clock())
+            return RunOptions(dispatch=self._dispatch, audience=audience)
+        audience = slots.slot_audience(self.config, self.engine, datetime.fromisoformat(slot_at), day)
+        if not audience:
+            return None
+        return RunOptions(dispatch=self._dispatch, audience=audience, fetch=False)
+
+    async def _plan(self, run_date: str, slot_at: str | None = None) -> str:
         day = date.fromisoformat(run_date)
         try:
             sync_subscribers(self.config, self.engine)
         except (DigestError, DatabaseError) as exc:
             log.error("could not sync the config subscribers: %s", exc)
+        options = self._options(day, slot_at)
+        if options is None:  # the same slot deferred again after it ran, or a run planned them
+            log.info("slot %s: nobody is left to plan for %s", slot_at, run_date)
+            return "nothing due"
         mailer = LazyMailer(self.config)  # only alerts go through it: opened at the first one
         try:
-            options = RunOptions(dispatch=self._dispatch)
             report = await pipeline.run_digest(
                 self.config, self.engine, day, mailer, clock=self.clock, options=options
             )
         finally:
             await mailer.aclose()
-        log.info("plan job %s: %s", run_date, report.status, extra={"run": report.to_json()})
+        log.info(
+            "plan job %s%s: %s for %d subscribers",
+            run_date,
+            f" (slot {slot_at})" if slot_at else "",
+            report.status,
+            len(options.audience or ()),
+            extra={"run": report.to_json(), "slot_at": slot_at},
+        )
         return str(report.status)
 
     async def _dispatch(self, run_ids: Sequence[int], run_date: date) -> None:
@@ -151,23 +202,50 @@ class DigestJobs:
 
 
 class PlanDeferrer:
-    """What `serve` runs at each scheduled time when workers are enabled: defer the date's plan job."""
+    """What `serve` runs when workers are enabled: it queues plan and refresh jobs instead of running them
+    (``digest.service.Workers``)."""
 
     def __init__(self, config: Config, engine: Engine) -> None:
         self.jobs = DigestJobs(config, engine, make_app(config))
         self._opened = False
+        self._opening = asyncio.Lock()  # the cron, a slot and the refresh may fire at the same moment
 
-    async def __call__(self, run_date: date) -> RunReport:
-        """Defer the plan job of ``run_date`` (once); the report says ``running`` (the workers run it)."""
-        if not self._opened:
-            await self.jobs.app.open_async()
-            self._opened = True
-        job_id = await self.jobs.defer_plan(run_date)
+    async def _open(self) -> None:
+        async with self._opening:
+            if not self._opened:
+                await self.jobs.app.open_async()
+                self._opened = True
+
+    async def __call__(self, run_date: date, slot_at: datetime | None = None) -> RunReport:
+        """Defer the plan job of ``run_date`` (the cron's, or the slot's at ``slot_at``) once; the report
+        says ``running`` (the workers run it)."""
+        await self._open()
+        job_id = await self.jobs.defer_plan(run_date, slot_at)
+        what = (
+            "the plan job"
+            if slot_at is None
+            else f"the plan job of the {slots.slot_time(slot_at):%H:%M}Z slot"
+        )
         if job_id is None:
-            log.info("the plan job for %s is already queued", run_date)
+            log.info("%s for %s is already queued", what, run_date)
         else:
-            log.info("deferred the plan job for %s to the workers (job %d)", run_date, job_id)
+            log.info("deferred %s for %s to the workers (job %d)", what, run_date, job_id)
         return RunReport(run_date=run_date, status=RunStatus.RUNNING)
+
+    async def refresh(self) -> int | None:
+        """Defer the refresh job (one waiting at a time); its id, or None when one waits already or the
+        database cannot be reached (logged; the next refresh time tries again)."""
+        try:
+            await self._open()
+            job_id = await self.jobs.defer_refresh()
+        except ConnectorException as exc:
+            log.warning("refresh not queued: the database cannot be used (%s)", exc.__class__.__name__)
+            return None
+        if job_id is None:
+            log.info("the refresh job is already queued")
+        else:
+            log.info("deferred the refresh job to the workers (job %d)", job_id)
+        return job_id
 
     async def aclose(self) -> None:
         """Close the App's connection pool."""

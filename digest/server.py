@@ -112,7 +112,7 @@ async def serve(
     engine = _open(config)
     mailer = LazyMailer(config)
     deferrer = PlanDeferrer(config, engine) if config.workers.enabled else None
-    service = DigestService(config, engine, clock=clock, dispatch=deferrer)
+    service = DigestService(config, engine, clock=clock, workers=deferrer)
     app = create_app(config, engine, mailer, clock=clock)
     sock = listen(config.web.host, config.web.port)
     receivers = await start_receivers(config, engine, clock)  # bounces by LMTP / IMAP, when configured

@@ -7,6 +7,8 @@
   problem per day). A run that another process holds is logged, not an error (the run row is the lock:
   two ``serve`` processes on one database send every digest once).
 - The web app's mails go through :class:`LazyMailer`, one small SMTP pool opened at the first mail.
+- With ``[workers] enabled`` the cron, each send-time slot and the source refresh only queue jobs
+  (:class:`Workers`, ``digest.jobs.PlanDeferrer``); worker processes run them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -133,6 +134,17 @@ async def record_failed_run(
     return report
 
 
+class Workers(Protocol):
+    """Where the service hands its work when ``[workers] enabled`` (``digest.jobs.PlanDeferrer``): each
+    call queues a job and returns at once; worker processes run it."""
+
+    async def __call__(self, run_date: date, slot_at: datetime | None = None) -> RunReport:
+        """Queue the plan of ``run_date``: the cron's, or the send-time slot's at ``slot_at``."""
+
+    async def refresh(self) -> int | None:
+        """Queue the source refresh."""
+
+
 class DigestService:
     """Runs digests one at a time; knows how to stop them gracefully.
 
@@ -147,11 +159,11 @@ class DigestService:
         *,
         clock: Clock = utc_now,
         options: pipeline.RunOptions | None = None,
-        dispatch: Callable[[date], Awaitable[RunReport]] | None = None,
+        workers: Workers | None = None,
     ) -> None:
         self.config = config
-        #: Set (workers enabled): a run is handed to the workers (digest.jobs.PlanDeferrer) instead.
-        self.dispatch = dispatch
+        #: Set (workers enabled): runs and refreshes are handed to the workers (digest.jobs.PlanDeferrer).
+        self.workers = workers
         self.engine = engine
         self.clock = clock
         self.options = options or pipeline.RunOptions()
@@ -160,23 +172,26 @@ class DigestService:
         self._lock = asyncio.Lock()
         self._current: asyncio.Task[RunReport] | None = None
 
-    async def run(self, run_date: date, audience: frozenset[int] | None = None) -> RunReport | None:
+    async def run(
+        self, run_date: date, audience: frozenset[int] | None = None, *, slot_at: datetime | None = None
+    ) -> RunReport | None:
         """Run the digest for ``run_date`` (after any run in progress); None when stopping.
 
         Without ``audience`` (the cron, its catch-up and retry) the run plans everyone who follows the cron
         and those whose own send time has come on that date; with it (a send-time slot), only those, from
-        the stored papers (no fetch).
+        the stored papers (no fetch). With workers, the plan job is queued instead: the slot's names the
+        slot by ``slot_at`` and the worker recomputes that audience.
         """
         async with self._lock:
             if self.stop.is_set():
                 log.info("not starting the run for %s: stopping", run_date)
                 return None
             options = dataclasses.replace(self.options, stop=self.stop)
-            if audience is None:
-                options.audience = slots.run_audience(self.config, self.engine, run_date, self.clock())
-            else:
+            if audience is not None:
                 options.audience, options.fetch = audience, False
-            task = asyncio.ensure_future(self._run(run_date, options))
+            elif self.workers is None:  # (a worker computes it when the job starts)
+                options.audience = slots.run_audience(self.config, self.engine, run_date, self.clock())
+            task = asyncio.ensure_future(self._run(run_date, options, slot_at))
             self._current = task
             task.add_done_callback(self._finished)
             try:
@@ -190,7 +205,11 @@ class DigestService:
 
     async def refresh(self) -> Refreshed | None:
         """The refresh job: fetch the source on ``[source] refresh``, apart from any send. Alerts go out
-        through a pool opened only when there is one to send."""
+        through a pool opened only when there is one to send. With workers, the refresh job is queued
+        instead (one waiting at a time) and a worker fetches."""
+        if self.workers is not None:
+            await self.workers.refresh()
+            return None
         mailer = LazyMailer(self.config)
         try:
             service = ServiceMail.for_config(self.config, mailer, self.clock)
@@ -215,13 +234,17 @@ class DigestService:
         if self.busy():
             return []
         reports: list[RunReport] = []
-        for day, audience in slots.slot_audiences(self.config, self.engine, self.clock()).items():
-            report = await self.run(day, audience)
+        # The slot's quarter hour: the same for every process, so workers' plan jobs are queued once.
+        at = slots.slot_time(self.clock())
+        for day, audience in slots.slot_audiences(self.config, self.engine, at).items():
+            report = await self.run(day, audience, slot_at=at)
             if report is not None:
                 reports.append(report)
         return reports
 
-    async def _run(self, run_date: date, options: pipeline.RunOptions) -> RunReport:
+    async def _run(
+        self, run_date: date, options: pipeline.RunOptions, slot_at: datetime | None = None
+    ) -> RunReport:
         started = time.monotonic()
         log.info("run %s starting", run_date, extra={"run_date": run_date.isoformat()})
         try:
@@ -230,8 +253,8 @@ class DigestService:
             # The subscribers already in the database still get their digest; the next run syncs again.
             log.error("could not sync the config subscribers: %s", exc)
         try:
-            if self.dispatch is not None:
-                report = await self.dispatch(run_date)
+            if self.workers is not None:
+                report = await self.workers(run_date, slot_at)
             else:
                 async with SmtpPool(SmtpSettings.from_config(self.config)) as pool:
                     report = await pipeline.run_digest(
