@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from digest.models import Cadence, DeliveryState, Subscriber, SubscriberStatus
 from digest.sendtimes import Schedule
-from digest.store.subscriber_rows import rules_by_subscriber, to_subscriber
+from digest.store.subscriber_rows import CADENCES, rules_by_subscriber, to_subscriber
 from digest.store.tables import delivery, run, subscriber
 
 
@@ -139,7 +139,7 @@ def unplanned_page(engine: sa.Engine, day: date, after: int, size: int) -> list[
     id (keyset pagination: the next page starts after the last id of this one; no OFFSET to rescan)."""
     with engine.connect() as conn:
         rows = conn.execute(_UNPLANNED, {"after": after, "day": day, "size": size})
-        return [Schedule(r.id, Cadence(r.cadence), r.weekday) for r in rows]
+        return [Schedule(r.id, CADENCES.get(r.cadence) or Cadence(r.cadence), r.weekday) for r in rows]
 
 
 def active_with_rules(engine: sa.Engine, ids: Sequence[int]) -> list[Subscriber]:
