@@ -24,14 +24,14 @@ from digest.config import Config
 from digest.delivery import Delivery, Progress, RunOptions
 from digest.errors import DeliveryError, RunLockedError, SourceError, StoreError, SubscriberError
 from digest.mailer import FileTransport, SmtpPool, SmtpSettings, Transport
-from digest.models import Cadence, DeliveryState, RunReport, RunStatus
+from digest.models import DeliveryState, RunReport, RunStatus
 from digest.outgoing import ServiceMail, alert_admin, envelope_sender
 from digest.planning import (
-    Planner,
     due_subscribers,
     fetch_and_store,
     fetch_cadence,
     plan_day,
+    plan_outbox,
     plan_subscriber,
     refresh_window,
     stored_papers,
@@ -209,8 +209,7 @@ async def _fetch_and_plan(run: _Run) -> None:
     config, engine, run_date, options = run.config, run.engine, run.run_date, run.options
     todo = unplanned(engine, run_date, options.audience)
     if options.fetch and (todo or not run.claim.planned):
-        cadence = Cadence.WEEKLY if Cadence.WEEKLY in todo.values() else Cadence.DAILY
-        fetched = await refresh_window(config, engine, run_date, now=run.clock(), cadence=cadence)
+        fetched = await refresh_window(config, engine, run_date, now=run.clock(), cadence=todo.cadence)
         run.report.papers_fetched = len(fetched.papers)
         if fetched.anomalies:  # the digest still goes out; those days are asked again at the next refresh
             service = ServiceMail.for_config(config, run.transport, run.clock)
@@ -220,11 +219,9 @@ async def _fetch_and_plan(run: _Run) -> None:
     if run.claim.planned and not todo:
         return
     with planning.planning_lock(engine):  # another date's plan must see these rows, and we theirs
-        todo = unplanned(engine, run_date, options.audience)  # again, under the lock
-        subs = [s for s in due_subscribers(engine, run_date) if s.id in todo] if todo else []
-        plan = [p.row() for p in Planner(config, engine, run_date, explain=False).plan(subs)]
-        planning.write_plan(engine, run.claim.id, plan, run.clock(), skip_empty=config.schedule.skip_empty)
-    log.info("planned %d deliveries for %s", sum(1 for p in plan if p.paper_ids), run_date)
+        # In chunks, each written before the next is read; who got a row meanwhile is not read again.
+        filled = plan_outbox(config, engine, run.claim.id, run.clock, options.audience)
+    log.info("planned %d deliveries for %s", filled, run_date)
 
 
 async def _close(run: _Run) -> RunReport:

@@ -11,22 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from digest import likes
-from digest.clock import utc_now
+from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import RuleError
 from digest.models import Cadence, MatchedPaper, Paper, Subscriber
 from digest.refresh import Refreshed, refresh
 from digest.rules import BatchMatcher
-from digest.sendtimes import is_due_on
+from digest.sendtimes import Schedule, is_due_on
 from digest.store.db import Engine
 from digest.store.papers import delivered_ids, load_papers
-from digest.store.planning import PlannedDelivery, in_flight_papers
-from digest.store.send_slots import active_schedules, planned_on
+from digest.store.planning import (
+    PlannedDelivery,
+    active_with_rules,
+    in_flight_papers,
+    mark_planned,
+    run_row_date,
+    unplanned_page,
+    write_chunk,
+)
 from digest.store.subscribers import active_subscribers
 
 log = logging.getLogger("digest.planning")
@@ -53,18 +60,56 @@ def due_subscribers(engine: Engine, run_date: date) -> list[Subscriber]:
     return [s for s in active_subscribers(engine) if is_due(s, run_date)]
 
 
-def unplanned(engine: Engine, run_date: date, audience: Collection[int] | None = None) -> dict[int, Cadence]:
+#: Subscribers read, planned and written per chunk: the plan's memory is one chunk's, whatever the list.
+PLAN_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class Unplanned:
+    """Who still has to be planned for a date: how many, and whether a weekly digest is among them."""
+
+    count: int = 0
+    weekly: bool = False
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    @property
+    def cadence(self) -> Cadence:
+        """The widest window they need."""
+        return Cadence.WEEKLY if self.weekly else Cadence.DAILY
+
+
+def unplanned_chunks(
+    engine: Engine, run_date: date, audience: Collection[int] | None = None, size: int | None = None
+) -> Iterator[list[Schedule]]:
     """The subscribers due on ``run_date`` (only those in ``audience``, when given) who have no digest for
-    that local date yet, with their cadence: what a run or a send-time slot still has to plan. Light: ids
-    only, no rules (a 100k list is read at every slot)."""
-    done = planned_on(engine, run_date)
-    return {
-        s.id: s.cadence
-        for s in active_schedules(engine)
-        if is_due_on(s.cadence, s.weekday, run_date)
-        and s.id not in done
-        and (audience is None or s.id in audience)
-    }
+    that local date yet, in id-ordered chunks of at most ``size`` (``PLAN_CHUNK``). Each chunk is read when
+    the previous one has been consumed: a plan that writes a chunk's rows before asking for the next one
+    never holds more than a chunk."""
+    after = 0
+    while True:
+        page = unplanned_page(engine, run_date, after, size or PLAN_CHUNK)
+        if not page:
+            return
+        after = page[-1].id
+        due = [
+            s
+            for s in page
+            if is_due_on(s.cadence, s.weekday, run_date) and (audience is None or s.id in audience)
+        ]
+        if due:
+            yield due
+
+
+def unplanned(engine: Engine, run_date: date, audience: Collection[int] | None = None) -> Unplanned:
+    """What a run or a send-time slot still has to plan on ``run_date`` (see ``unplanned_chunks``), counted
+    page by page: a 1M list is read at every slot, and only one page of it is ever held."""
+    count, weekly = 0, False
+    for chunk in unplanned_chunks(engine, run_date, audience, size=4 * PLAN_CHUNK):
+        count += len(chunk)
+        weekly = weekly or any(s.cadence == Cadence.WEEKLY for s in chunk)
+    return Unplanned(count, weekly)
 
 
 def fetch_cadence(subscribers: Sequence[Subscriber]) -> Cadence:
@@ -177,23 +222,47 @@ class Planner:
     @staticmethod
     def matches(
         matcher: BatchMatcher, sub: Subscriber, exclude: set[str], *, explain: bool = True
-    ) -> list[MatchedPaper]:
+    ) -> Sequence[MatchedPaper]:
         """The subscriber's matches in ``matcher``, minus ``exclude``, most upvoted first (ties: id);
-        without ``explain`` the matches carry no explanation (cheaper: ids are all the outbox keeps)."""
+        without ``explain`` the matches carry no explanation (cheaper: ids are all the outbox keeps, and the
+        ranking is shared by every subscriber with the same rules)."""
         try:
-            if explain:
-                found = matcher.select(sub.rules)
-            else:
-                hits = sorted((matcher.papers[i] for i in matcher.match(sub.rules)), key=_best_first)
-                found = [MatchedPaper(p, ()) for p in hits]
+            found = matcher.select(sub.rules) if explain else matcher.ranked(sub.rules)
         except RuleError as exc:  # a stored rule this version cannot read: skip the one subscriber
             log.error("subscriber %d has a rule that cannot be parsed, skipped: %s", sub.id, exc.problem)
             return []
+        if not exclude:
+            return found
         return [m for m in found if m.paper.id not in exclude]
 
 
-def _best_first(p: Paper) -> tuple[int, str]:
-    return (-p.upvotes, p.id)
+def plan_outbox(
+    config: Config,
+    engine: Engine,
+    run_id: int,
+    clock: Clock,
+    audience: Collection[int] | None = None,
+    *,
+    chunk_size: int | None = None,
+) -> int:
+    """Plan the run's date into the outbox, chunk by chunk, and mark the run planned; the number of digests
+    with papers. The caller holds the planning lock.
+
+    Each chunk of unplanned subscribers is read, planned and written (one transaction) before the next is
+    read. A run that dies between two chunks leaves its run unmarked: the rerun takes it over and plans
+    only who has no row for the date yet (``UNIQUE(subscriber_id, local_date)``), so nobody is lost and
+    nobody is planned twice. Chunks do not change the plan: each subscriber's digest depends only on their
+    own rules, deliveries and unfinished rows.
+    """
+    run_date = run_row_date(engine, run_id)
+    planner = Planner(config, engine, run_date, explain=False)
+    filled = 0
+    for due in unplanned_chunks(engine, run_date, audience, chunk_size):
+        rows = [p.row() for p in planner.plan(active_with_rules(engine, [s.id for s in due]))]
+        write_chunk(engine, run_id, rows, clock(), skip_empty=config.schedule.skip_empty)
+        filled += sum(1 for r in rows if r.paper_ids)
+    mark_planned(engine, run_id, clock())
+    return filled
 
 
 def plan_day(config: Config, engine: Engine, run_date: date, *, explain: bool = True) -> list[Planned]:

@@ -123,6 +123,10 @@ class BatchMatcher:
         self._rule_bits: dict[str, int] = {}
         self._shapes: dict[str, Program | None] = {}
         self._explanations: dict[tuple[str, int], Explanation] = {}
+        self._ranked: dict[tuple[str, ...], tuple[MatchedPaper, ...]] = {}
+        # One explanation-free MatchedPaper per paper, shared by every ranked() result.
+        self._bare = tuple(MatchedPaper(p, ()) for p in self.papers)
+        self._rank = [(-p.upvotes, p.id) for p in self.papers].__getitem__
         self.stats = {"plain": 0, "shaped": 0, "parsed": 0, "cached": 0}
 
     # -- words and terms ---------------------------------------------------------------------------
@@ -309,12 +313,7 @@ class BatchMatcher:
 
     def rule_bits(self, rule: RuleLike) -> int:
         """The papers one rule matches, as a bitset. Raises RuleError for an invalid rule text."""
-        if isinstance(rule, Query):
-            text = rule.text
-        elif isinstance(rule, Rule):
-            text = rule.query
-        else:
-            text = rule
+        text = _text_of(rule)
         bits = self._rule_bits.get(text)
         if bits is not None:
             self.stats["cached"] += 1
@@ -349,6 +348,19 @@ class BatchMatcher:
         """Indices into ``papers`` of the papers any of ``rules`` matches, ascending."""
         return bit_indices(self.match_bits(rules))
 
+    def ranked(self, rules: Sequence[RuleLike]) -> tuple[MatchedPaper, ...]:
+        """The papers any of ``rules`` matches, most upvoted first (ties by id), without explanations;
+        memoised per rule set (subscribers share rules: most of a million are one lookup)."""
+        key = tuple(map(_text_of, rules))
+        found = self._ranked.get(key)
+        if found is None:
+            bare = self._bare
+            found = tuple(bare[i] for i in sorted(self.match(rules), key=self._rank))
+            if len(self._ranked) >= self._cache_size // 4:  # each entry holds up to len(papers) refs
+                self._ranked.clear()
+            self._ranked[key] = found
+        return found
+
     def select(self, rules: Sequence[Rule]) -> list[MatchedPaper]:
         """The papers any rule matches, most upvoted first (ties by id), each with one
         Explanation per matching rule, in the order of ``rules``."""
@@ -356,7 +368,7 @@ class BatchMatcher:
         union = 0
         for bits in per_rule:
             union |= bits
-        chosen = sorted(bit_indices(union), key=lambda i: (-self.papers[i].upvotes, self.papers[i].id))
+        chosen = sorted(bit_indices(union), key=self._rank)
         out: list[MatchedPaper] = []
         for i in chosen:
             why = [self.explain(rule, i) for rule, bits in zip(rules, per_rule, strict=True) if bits >> i & 1]
@@ -389,6 +401,12 @@ class BatchMatcher:
                 self._explanations.clear()
             self._explanations[key] = found
         return found if found.rule == rule.label else replace(found, rule=rule.label)
+
+
+def _text_of(rule: RuleLike) -> str:
+    if isinstance(rule, Query):
+        return rule.text
+    return rule.query if isinstance(rule, Rule) else rule
 
 
 def select_papers(papers: Sequence[Paper], rules: Sequence[Rule]) -> list[MatchedPaper]:

@@ -16,8 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from digest.models import DeliveryState
-from digest.store.tables import delivery, run
+from digest.models import Cadence, DeliveryState, Subscriber, SubscriberStatus
+from digest.sendtimes import Schedule
+from digest.store.subscriber_rows import CADENCES, rules_by_subscriber, to_subscriber
+from digest.store.tables import delivery, run, subscriber
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,40 @@ def write_plan(
     is dated by the run's date (the subscriber's local date); a subscriber who already has a row for that
     date keeps it and gets no second one (``UNIQUE(subscriber_id, local_date)``), so slots may repeat.
     """
+    with engine.begin() as conn:
+        offered = _write(conn, run_id, plan, now, skip_empty)
+        conn.execute(run.update().where(run.c.id == run_id).values(planned_at=now, heartbeat_at=now))
+    return offered
+
+
+def run_row_date(engine: sa.Engine, run_id: int) -> date:
+    """The date of run ``run_id``: the local date of its outbox rows."""
     with engine.connect() as conn:
-        local_date: date = conn.execute(sa.select(run.c.run_date).where(run.c.id == run_id)).scalar_one()
+        day: date = conn.execute(sa.select(run.c.run_date).where(run.c.id == run_id)).scalar_one()
+    return day
+
+
+def write_chunk(
+    engine: sa.Engine, run_id: int, plan: Iterable[PlannedDelivery], now: datetime, *, skip_empty: bool = True
+) -> int:
+    """Insert one chunk of a run's outbox rows (as ``write_plan``, in its own transaction) and beat the run's
+    heartbeat: a long plan is not taken for a dead one. The run is not marked planned (``mark_planned``)."""
+    with engine.begin() as conn:
+        offered = _write(conn, run_id, plan, now, skip_empty)
+        conn.execute(run.update().where(run.c.id == run_id).values(heartbeat_at=now))
+    return offered
+
+
+def mark_planned(engine: sa.Engine, run_id: int, now: datetime) -> None:
+    """Every chunk of the run's plan is written: a rerun plans only subscribers added since."""
+    with engine.begin() as conn:
+        conn.execute(run.update().where(run.c.id == run_id).values(planned_at=now, heartbeat_at=now))
+
+
+def _write(
+    conn: sa.Connection, run_id: int, plan: Iterable[PlannedDelivery], now: datetime, skip_empty: bool
+) -> int:
+    local_date: date = conn.execute(sa.select(run.c.run_date).where(run.c.id == run_id)).scalar_one()
     rows = [
         {
             "run_id": run_id,
@@ -49,10 +83,8 @@ def write_plan(
         }
         for p in plan
     ]
-    with engine.begin() as conn:
-        for start in range(0, len(rows), 5000):
-            _insert_new(conn, rows[start : start + 5000])
-        conn.execute(run.update().where(run.c.id == run_id).values(planned_at=now, heartbeat_at=now))
+    for start in range(0, len(rows), 5000):
+        _insert_new(conn, rows[start : start + 5000])
     return len(rows)
 
 
@@ -85,6 +117,42 @@ def in_flight_papers(engine: sa.Engine, subscriber_ids: Sequence[int]) -> dict[i
             for sid, ids in rows:
                 out.setdefault(sid, set()).update(ids or [])
     return out
+
+
+_UNPLANNED = (
+    sa.select(subscriber.c.id, subscriber.c.cadence, subscriber.c.weekday)
+    .where(
+        subscriber.c.status == SubscriberStatus.ACTIVE.value,
+        subscriber.c.id > sa.bindparam("after"),
+        # No outbox row for that local date yet (the index of the unique key answers it).
+        ~sa.exists().where(
+            delivery.c.subscriber_id == subscriber.c.id, delivery.c.local_date == sa.bindparam("day")
+        ),
+    )
+    .order_by(subscriber.c.id)
+    .limit(sa.bindparam("size"))
+)
+
+
+def unplanned_page(engine: sa.Engine, day: date, after: int, size: int) -> list[Schedule]:
+    """Up to ``size`` active subscribers with an id above ``after`` who have no outbox row for ``day``, by
+    id (keyset pagination: the next page starts after the last id of this one; no OFFSET to rescan)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_UNPLANNED, {"after": after, "day": day, "size": size})
+        return [Schedule(r.id, CADENCES.get(r.cadence) or Cadence(r.cadence), r.weekday) for r in rows]
+
+
+def active_with_rules(engine: sa.Engine, ids: Sequence[int]) -> list[Subscriber]:
+    """The subscribers of ``ids`` that are still active, with their rules, by id (two queries)."""
+    if not ids:
+        return []
+    query = sa.select(subscriber).where(
+        subscriber.c.id.in_(list(ids)), subscriber.c.status == SubscriberStatus.ACTIVE.value
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(subscriber.c.id)).all()
+        rules = rules_by_subscriber(conn, [r.id for r in rows])
+    return [to_subscriber(r, rules.get(r.id, [])) for r in rows]
 
 
 #: The key of the PostgreSQL advisory lock that serialises planning (any constant, unique to this app).

@@ -99,14 +99,20 @@ def rules_by_subscriber(conn: sa.Connection, ids: sa.Select[Any] | Sequence[int]
     return out
 
 
+# Enum(value) is a metaclass call per row, and a planning run reads a million rows: a dict lookup (the
+# enum call still reports a value that is not in the dict).
+CADENCES: dict[str, Cadence] = {c.value: c for c in Cadence}
+_STATUSES: dict[str, SubscriberStatus] = {s.value: s for s in SubscriberStatus}
+
+
 def to_subscriber(row: sa.Row[Any], rules: Sequence[Rule]) -> Subscriber:
     return Subscriber(
         id=row.id,
         email=row.email,
         rules=tuple(rules),
         name=row.name,
-        status=SubscriberStatus(row.status),
-        cadence=Cadence(row.cadence),
+        status=_STATUSES.get(row.status) or SubscriberStatus(row.status),
+        cadence=CADENCES.get(row.cadence) or Cadence(row.cadence),
         weekday=row.weekday,
         managed_by_config=bool(row.managed_by_config),
         token_version=row.token_version,
