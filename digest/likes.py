@@ -22,8 +22,8 @@ from digest.config import Config
 from digest.errors import RuleError, SourceError
 from digest.models import Paper, Subscriber
 from digest.rules import parse_cached
+from digest.rules.like_scores import LikeScores
 from digest.rules.like_support import MISSING_EXTRA, extra_installed
-from digest.rules.matcher import LikeScores
 from digest.sources.hf_paper import fetch_paper
 from digest.store.db import Engine
 from digest.store.embeddings import (

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup
 
 from digest.errors import DigestError
-from digest.mailtemplates import head_css, html_template, known_classes, subject_template, text_template
+from digest.mailtemplates import head_css, html_template, known_classes, text_template
 from digest.models import MatchedPaper, RenderedEmail, Rule
 from digest.paperblocks import (
     _CONTROL_TO_SPACE,
@@ -31,9 +31,17 @@ from digest.paperblocks import (
 )
 from digest.paperblocks import clear_caches as clear_paper_caches
 from digest.stencil import MARKS, NAMES, Personal, Stencil, WireDigest
+from digest.subject import (
+    LABEL_MAX,
+    SUBJECT_MAX,
+    dates,
+    matched_labels,
+    render_subject,
+)
 from digest.templating import safe_url
 
 __all__ = [
+    "SUBJECT_MAX",
     "_CONTROL_TO_SPACE",
     "DigestContext",
     "clear_caches",
@@ -46,32 +54,12 @@ __all__ = [
 HTML_TEMPLATE = "email/digest.html.j2"
 TEXT_TEMPLATE = "email/digest.txt.j2"
 
-SUBJECT_MAX = 120
-SUBJECT_LABELS_MAX = 60
-SUBJECT_TITLE_MAX = 40
-LABEL_MAX = 40
 PREHEADER_MAX = 140
 #: Bytes of decoded HTML a digest may take. Gmail clips above 102 KB (102,400 bytes) and the unsubscribe link
 #: goes with the rest; 90,000 leaves room for what relays and clients add.
 HTML_BUDGET = 90_000
 #: Kept free for the "and N more" line (and group headers) when papers move out for size.
 MORE_LINE_BYTES = 1_000
-
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,12 +260,12 @@ def _stencil(ctx: DigestContext, layout: _Layout, personal: Personal) -> Stencil
     more_url, more_label = _more_link(ctx, more, view_url)
     title = one_line(ctx.title) or "Paper Digest"
     # The subject counts what the mail shows ("3 new papers" above 3 papers, however many matched).
-    subject = _render_subject(title, shown, _matched_labels(chosen, ctx.rules), _dates(ctx.run_date)[1])
+    subject = render_subject(title, shown, matched_labels(chosen, ctx.rules), dates(ctx.run_date)[1])
     preheader = _preheader([p for g in groups for p in g.papers])
     values = {
         "subject": subject,
         "title": title,
-        "date_long": _dates(ctx.run_date)[0],
+        "date_long": dates(ctx.run_date)[0],
         "greeting": MARKS["greeting"] if personal.text["greeting"] else "",
         "count_line": count_line,
         "groups": groups,
@@ -313,12 +301,6 @@ def _more_link(ctx: DigestContext, more: int, view_url: str) -> tuple[str, str]:
     return safe_url(f"{ctx.base_url.rstrip('/')}/papers/date/{ctx.run_date.isoformat()}"), (
         f"{one_line(hf.netloc) or 'huggingface.co'}/papers"
     )
-
-
-def _dates(day: date) -> tuple[str, str]:
-    """'Friday 21 August 2026' and 'Fri 21 Aug'."""
-    weekday, month = _DAYS[day.weekday()], _MONTHS[day.month - 1]
-    return f"{weekday} {day.day} {month} {day.year}", f"{weekday[:3]} {day.day} {month[:3]}"
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -377,51 +359,6 @@ def _group(
         )
         for label, group in zip(labels, members, strict=True)
     )
-
-
-def _matched_labels(papers: Sequence[MatchedPaper], rules: Sequence[Rule]) -> list[str]:
-    """The labels of the rules that matched (each paper counts for its first rule), in rule order."""
-    matched = {mp.why[0].rule for mp in papers if mp.why}
-    ordered = [r.label for r in rules if r.label in matched]
-    ordered += sorted(matched.difference(ordered))
-    return [label for label in (one_line(x) for x in ordered) if label]
-
-
-def _quoted(label: str) -> str:
-    # A rule like "flow matching" is quoted once, not twice; other double quotes inside become single ones.
-    if len(label) >= 2 and label[0] == label[-1] == '"' and '"' not in label[1:-1]:
-        label = label[1:-1]
-    return '"' + label.replace('"', "'") + '"'
-
-
-def _label_phrase(labels: list[str], budget: int) -> str:
-    """'"a"', '"a" and "b"' or '"a", "b" and 2 more', as many labels as fit in ``budget`` characters."""
-    if not labels:
-        return ""
-    quoted = [_quoted(clip(label, LABEL_MAX)) for label in labels]
-    for shown in range(min(2, len(quoted)), 0, -1):
-        rest = len(quoted) - shown
-        phrase = " and ".join(quoted) if rest == 0 else f"{', '.join(quoted[:shown])} and {rest} more"
-        if len(phrase) <= budget:
-            return phrase
-    # Not even one label fits: shorten the first one.
-    more = f" and {len(quoted) - 1} more" if len(quoted) > 1 else ""
-    room = max(budget - len(more) - 2, 1)
-    return _quoted(clip(labels[0], room)) + more
-
-
-def _render_subject(title: str, count: int, labels: list[str], date_short: str) -> str:
-    """DESIGN.md section 8: 'Paper digest — 7 new papers for "diffusion" (Tue 4 Nov)'; one line, at most
-    SUBJECT_MAX characters, the labels cut first (the date stays)."""
-    template = subject_template()
-    title = clip(title, SUBJECT_TITLE_MAX)
-    bare = one_line(template.render(title=title, count=count, labels="", date_short=date_short))
-    budget = min(SUBJECT_LABELS_MAX, SUBJECT_MAX - len(bare) - len(" for "))
-    phrase = _label_phrase(labels, budget) if budget > 4 else ""
-    if not phrase:
-        return clip(bare, SUBJECT_MAX)
-    line = one_line(template.render(title=title, count=count, labels=phrase, date_short=date_short))
-    return clip(line, SUBJECT_MAX)
 
 
 def _preheader(papers: list[PaperParts]) -> str:

@@ -14,11 +14,11 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Protocol
 
 from digest.errors import RuleError
 from digest.models import Explanation, MatchedPaper, Paper, Rule
 from digest.rules.explain import explain_query
+from digest.rules.like_scores import LikeScores, like_text
 from digest.rules.nodes import And, Compare, Like, Node, Not, Or, Query, Term, Word
 from digest.rules.parser import FIELD_NAMES, MAX_CHARS, MAX_WORDS, parse_cached, parse_rule
 from digest.rules.text import DEFAULT_FIELDS, FIELDS, PaperText, cached_paper_text
@@ -53,30 +53,6 @@ def _compile_template(node: Node) -> Program:
         return ("a", tuple(_compile_template(c) for c in node.children))
     assert isinstance(node, Or)
     return ("o", tuple(_compile_template(c) for c in node.children))
-
-
-class LikeScores(Protocol):
-    """Similarities of the matcher's papers to liked papers (built by digest.rules.semantic).
-
-    Paper ``i`` is the matcher's ``papers[i]``; a liked paper that is unknown matches nothing.
-    """
-
-    def bits(self, liked_id: str) -> int:
-        """The papers at or above the threshold for ``liked_id``, as a bitset."""
-        ...
-
-    def score(self, liked_id: str, index: int) -> float:
-        """The cosine similarity of ``papers[index]`` to the liked paper."""
-        ...
-
-    def title(self, liked_id: str) -> str:
-        """The liked paper's title (for explanations)."""
-        ...
-
-
-def like_text(likes: LikeScores, node: Like, index: int) -> str:
-    """The explanation of a like: match: 'similar to «Title» (0.71)'."""
-    return f"similar to «{likes.title(node.paper_id)}» ({likes.score(node.paper_id, index):.2f})"
 
 
 def bit_indices(bits: int) -> list[int]:

@@ -43,7 +43,7 @@ class SemanticIndex:
     """Similarities of ``window`` papers (in the BatchMatcher's order) to every liked paper.
 
     ``window_vectors[i]`` belongs to the matcher's ``papers[i]``; a row of None (a paper not embedded
-    yet) is never similar to anything. Satisfies digest.rules.matcher.LikeScores.
+    yet) is never similar to anything. Satisfies digest.rules.like_scores.LikeScores.
     """
 
     def __init__(
