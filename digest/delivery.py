@@ -1,9 +1,10 @@
 """The send loop as an object: claim each due outbox row as it goes to the server, send it, record it.
 
-A row moves to ``sending`` right before its message is handed to the transport (at most ``pool_size`` at a
-time), so a process killed at any moment leaves only the messages really in flight as ``sending`` (then
-``uncertain``); the rest is still ``pending`` for the next run. ``sent`` is recorded with the papers the mail
-showed, in one transaction.
+One *sender* per connection slot (``pool_size``) claims a row right before its message is handed to the
+transport, and records the outcome in the same transaction as its next claim (digest/store/claims.py). So at
+any committed moment at most ``pool_size`` rows are ``sending``: a process killed at any moment leaves at most
+that many ``uncertain``; the rest is ``sent`` (recorded with the papers the mail showed, in one transaction)
+or still ``pending`` for the next run.
 
 Temporary failures: a row is tried at most ``smtp.max_attempts`` times within one run (the in-run retries
 wait for their backoff while it is due within ``in_run_retry_window``); after that it stays ``retry`` for
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -31,7 +32,7 @@ from digest.outgoing import envelope_sender
 from digest.rules import BatchMatcher
 from digest.store import outbox
 from digest.store.claims import ClaimBatcher
-from digest.store.db import Bind, Engine, held_connections
+from digest.store.db import Bind, Engine
 from digest.store.lookups import papers_by_ids, subscribers_by_ids
 from digest.store.papers import delivered_ids
 
@@ -91,15 +92,18 @@ class Job:
 
 @dataclass
 class _Batch:
-    """One batch in flight: its messages, the claims handed to the transport, what came of them."""
+    """One batch in flight: its messages and what came of them."""
 
     jobs: list[Job] = field(default_factory=list)
-    handed: dict[int, outbox.Claimed] = field(default_factory=dict)  # row id -> claim, inside transport.send
-    outcomes: list[outbox.Outcome] = field(default_factory=list)
+    outcomes: list[outbox.Outcome] = field(default_factory=list)  # recorded, or handed to the batcher
     fatal: list[DeliveryError] = field(default_factory=list)
     settled: int = 0  # rows moved straight to a final state (skipped, failed to render)
     now: datetime = field(default_factory=utc_now)  # the batch's time: the Date of its mails
     matcher: BatchMatcher | None = None
+
+
+#: The reply recorded for a row claimed but never handed over (it goes back to pending).
+STOPPED = "not sent: the run stopped before this message"
 
 
 class Delivery:
@@ -133,16 +137,18 @@ class Delivery:
 
         Raises DeliveryError when the transport fails as a whole (nothing of the failing message was sent).
         """
-        with held_connections(self.engine) as (conn, claims_conn):
-            # Claims run in a worker thread, grouped (digest/store/claims.py): the loop keeps sending.
-            claims = ClaimBatcher(claims_conn, self.clock)
+        with self.engine.connect() as conn, self.engine.connect() as claims_conn:
+            # Claims and outcomes are written in a worker thread, grouped (digest/store/claims.py).
+            limit = self.config.smtp.hard_bounce_limit
+            claims = ClaimBatcher(claims_conn, self.clock, hard_bounce_limit=limit)
             try:
                 await self._loop(conn, claims, run_ids, run_date)
             finally:
+                # Outcomes of senders cancelled meanwhile are still being written: wait for them.
                 await claims.aclose()
+                self.report.bounced += len(claims.take_bounced())
                 # Rows claimed for a send that was cancelled before it began: nothing went out for them.
-                stopped = "not sent: the run stopped before this message"
-                outbox.release(conn, claims.orphans, self.clock(), stopped)
+                outbox.release(conn, claims.orphans, self.clock(), STOPPED)
 
     async def _loop(self, conn: Bind, claims: ClaimBatcher, run_ids: Sequence[int], run_date: date) -> None:
         opts = self.options
@@ -167,10 +173,7 @@ class Delivery:
             if not rows:
                 continue
             batch = await self._send_batch(conn, claims, rows, run_date)
-            recorded = outbox.record_outcomes(
-                conn, batch.outcomes, self.clock(), hard_bounce_limit=self.config.smtp.hard_bounce_limit
-            )
-            self.report.bounced += len(recorded.bounced)
+            self.report.bounced += len(claims.take_bounced())
             done += batch.settled + sum(1 for o in batch.outcomes if o.state != DeliveryState.RETRY)
             if opts.progress:
                 opts.progress(min(done, total), total)
@@ -182,28 +185,18 @@ class Delivery:
     async def _send_batch(
         self, conn: Bind, claims: ClaimBatcher, rows: list[outbox.Due], run_date: date
     ) -> _Batch:
-        """Render, claim and send each row only as it goes to the server."""
+        """Render, claim and send each row only as it goes to the server; every outcome is recorded on return."""
         batch = self._prepare_batch(conn, rows, run_date)
-        # At most pool_size messages are inside the transport at a time; the others wait here unclaimed,
-        # where a stop (or a cancellation) leaves them pending and untouched.
-        gate = asyncio.Semaphore(self.config.smtp.pool_size)
-        tasks = [asyncio.ensure_future(self._send_one(conn, claims, gate, job, batch)) for job in batch.jobs]
-        try:
-            results: list[Any] = await asyncio.gather(*tasks, return_exceptions=True)
-        except asyncio.CancelledError:
-            self._record_cancelled(conn, tasks, batch)
-            raise
-        for job, res in zip(batch.jobs, results, strict=True):
-            if isinstance(res, outbox.Outcome):
-                batch.outcomes.append(res)
-            elif isinstance(res, BaseException) and job.row.id in batch.handed:
-                log.error("sending to %s failed unexpectedly: %r", job.subscriber.email, res)
-                reply = f"unexpected error while sending: {res!r}"
-                claimed = batch.handed[job.row.id]
-                batch.outcomes.append(outbox.Outcome(claimed, DeliveryState.UNCERTAIN, reply))
+        jobs = iter(batch.jobs)  # shared: each sender takes the next job when its connection is free
+        # The jobs not taken yet wait here unclaimed, where a stop (or a cancellation) leaves them pending.
+        count = min(self.config.smtp.pool_size, len(batch.jobs))
+        senders = [asyncio.ensure_future(self._sender(conn, claims, jobs, batch)) for _ in range(count)]
+        # A cancellation cancels the senders, which hand what they know to the batcher (see _sender).
+        results = await asyncio.gather(*senders, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
         if batch.fatal:
-            limit = self.config.smtp.hard_bounce_limit
-            outbox.record_outcomes(conn, batch.outcomes, self.clock(), hard_bounce_limit=limit)
             raise batch.fatal[0]
         return batch
 
@@ -273,58 +266,65 @@ class Delivery:
             self._matcher, self._matcher_key = BatchMatcher(papers, likes=scores), key
         return self._matcher
 
-    async def _send_one(
-        self, conn: Bind, claims: ClaimBatcher, gate: asyncio.Semaphore, job: Job, batch: _Batch
-    ) -> outbox.Outcome | None:
-        row = job.row
-        async with gate:
-            if self.options.stopping or batch.fatal:
-                return None
-            # Rendered here, one at a time as connections free up, so rendering overlaps the other
-            # connections' sends instead of keeping the whole pool idle while the batch renders.
-            mail = self._render(conn, batch, job)
-            if mail is None:
-                return None
-            claimed = await claims.claim(row)
-            if claimed is None:
-                return None  # another process claimed it first
-            if self.options.stopping or batch.fatal:  # stopped while the claim was in flight: give it back
-                outbox.release(conn, [claimed], self.clock(), "not sent: the run stopped before this message")
-                return None
-            batch.handed[row.id] = claimed
-            self._tries[row.id] = self._tries.get(row.id, 0) + 1
-            try:
-                # VERP when [bounces] address is set: the bounce names this delivery.
-                sender = envelope_sender(self.config, row.id, secret=self.composer.secret)
-                result = await self.transport.send(sender, mail.subscriber.email, mail.message)
-            except DeliveryError as exc:  # raised before DATA: certainly not sent
-                batch.fatal.append(exc)
-                self._tries[row.id] -= 1
-                outbox.release(conn, [claimed], self.clock(), f"not sent: {exc}")
-                return None
-        return self._outcome(claimed, mail, result)
+    async def _sender(self, conn: Bind, claims: ClaimBatcher, jobs: Iterator[Job], batch: _Batch) -> None:
+        """One connection slot: claim a row, send it, record its outcome with the next claim (or at the end).
 
-    def _record_cancelled(
-        self, conn: Bind, tasks: Sequence[asyncio.Future[outbox.Outcome | None]], batch: _Batch
-    ) -> None:
-        """The run was cancelled mid-batch: record what is known before the cancellation goes on.
-
-        Finished sends are recorded as usual; a message never handed to the transport was never claimed and
-        stays pending; one cancelled inside the transport may or may not have reached the server: uncertain
-        (RFC 1047). (gather has already cancelled the unfinished tasks.)
+        Cancelled, it records what is known: its finished send as usual, and a message inside the transport,
+        which may or may not have reached the server, as uncertain (RFC 1047).
         """
-        for job, task in zip(batch.jobs, tasks, strict=True):
-            row = job.row
-            finished = task.done() and not task.cancelled()
-            error = task.exception() if finished else None
-            res = task.result() if finished and error is None else None
-            if res is not None:
-                batch.outcomes.append(res)
-            elif row.id in batch.handed and not isinstance(error, DeliveryError):
+        done: list[outbox.Outcome] = []  # this sender's finished message, not handed to the batcher yet
+        in_flight: outbox.Claimed | None = None
+        try:
+            for job in jobs:
+                if self.options.stopping or batch.fatal:
+                    break
+                # Rendered here, one at a time as connections free up, so rendering overlaps the other
+                # connections' sends instead of keeping the whole pool idle while the batch renders.
+                mail = self._render(conn, batch, job)
+                if mail is None:
+                    continue
+                handed, done = done, []
+                claimed = await claims.claim(job.row, handed)
+                if claimed is None:
+                    continue  # another process claimed it first
+                if (
+                    self.options.stopping or batch.fatal
+                ):  # stopped while the claim was in flight: give it back
+                    outbox.release(conn, [claimed], self.clock(), STOPPED)
+                    break
+                in_flight = claimed
+                outcome = await self._send_one(conn, claimed, mail, batch)
+                in_flight = None
+                if outcome is not None:
+                    done = [outcome]
+                    batch.outcomes.append(outcome)
+        except asyncio.CancelledError:
+            if in_flight is not None:
                 reply = "process stopped while sending; not resent (RFC 1047)"
-                batch.outcomes.append(outbox.Outcome(batch.handed[row.id], DeliveryState.UNCERTAIN, reply))
-        limit = self.config.smtp.hard_bounce_limit
-        outbox.record_outcomes(conn, batch.outcomes, self.clock(), hard_bounce_limit=limit)
+                done.append(outbox.Outcome(in_flight, DeliveryState.UNCERTAIN, reply))
+            claims.record_soon(done)
+            raise
+        await claims.record(done)
+
+    async def _send_one(
+        self, conn: Bind, claimed: outbox.Claimed, mail: DigestMail, batch: _Batch
+    ) -> outbox.Outcome | None:
+        """Hand one claimed message to the transport; None when the transport failed as a whole."""
+        self._tries[claimed.id] = self._tries.get(claimed.id, 0) + 1
+        try:
+            # VERP when [bounces] address is set: the bounce names this delivery.
+            sender = envelope_sender(self.config, claimed.id, secret=self.composer.secret)
+            result = await self.transport.send(sender, mail.subscriber.email, mail.message)
+        except DeliveryError as exc:  # raised before DATA: certainly not sent
+            batch.fatal.append(exc)
+            self._tries[claimed.id] -= 1
+            outbox.release(conn, [claimed], self.clock(), f"not sent: {exc}")
+            return None
+        except Exception as exc:  # the transport broke its contract: the message may have gone out
+            log.error("sending to %s failed unexpectedly: %r", mail.subscriber.email, exc)
+            reply = f"unexpected error while sending: {exc!r}"
+            return outbox.Outcome(claimed, DeliveryState.UNCERTAIN, reply)
+        return self._outcome(claimed, mail, result)
 
     def _outcome(self, c: outbox.Claimed, mail: DigestMail, result: SendOutcome) -> outbox.Outcome:
         now = self.clock()

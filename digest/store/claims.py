@@ -1,120 +1,146 @@
-"""Claiming outbox rows in groups: several ``pending|retry -> sending`` in one statement, off the event loop.
+"""Claims and outcomes in groups, off the event loop: what bounds the rows a killed process leaves ``sending``.
 
-The delivery loop claims each row right before its message goes to the server, so at most ``pool_size`` rows
-are ever ``sending``. One claim per message blocked the event loop for a round trip to PostgreSQL, or for a
-SQLite write transaction (0.1 ms of CPU but about 1 ms of wall time here), and the other connections' replies
-waited meanwhile. ``ClaimBatcher`` runs the claims in a worker thread instead, and every claim asked for while
-one is in flight joins the next statement: connections freeing up together share one statement (measured with
-4 connections: a quarter of the statements, half the wall time of inline claims), and the loop keeps sending.
+Each connection slot of the delivery loop (a *sender*) claims a row (``pending|retry -> sending``) right before
+its message goes to the server, and hands its outcome to the batcher together with its next claim. ONE
+transaction records the outcomes and makes the claims of every sender waiting at that moment. So at any
+committed moment a sender has at most one row ``sending`` (what a SIGKILL leaves ``uncertain``: at most
+``pool_size`` rows per process), and senders that free up together still share one transaction.
+
+One claim per message on the event loop blocked it for a round trip to PostgreSQL, or a SQLite write
+transaction, and the other connections' replies waited meanwhile; here the statements run in a worker thread,
+and every request made while one is in flight joins the next transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from digest.models import DeliveryState
-from digest.store.outbox import Claimed, Due
-from digest.store.settings import sending_allowed
-from digest.store.tables import delivery
+from digest.store.db import transaction
+from digest.store.outbox import Claimed, Due, Outcome, claim_rows, write_outcomes
 
 __all__ = ["ClaimBatcher", "claim_many"]
-
-_CLAIM_MANY = (
-    delivery.update()
-    .where(
-        delivery.c.id.in_(sa.bindparam("ids", expanding=True)),
-        # Conditional on the state and attempt count each row was read with, as claim_one is.
-        sa.tuple_(delivery.c.id, delivery.c.state, delivery.c.attempts).in_(
-            sa.bindparam("seen", expanding=True)
-        ),
-        sending_allowed(),  # the kill switch, read by the claim itself: no claim while paused
-    )
-    .values(
-        state=DeliveryState.SENDING,
-        attempts=delivery.c.attempts + 1,
-        first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, sa.bindparam("now")),
-        updated_at=sa.bindparam("now"),
-    )
-    .returning(delivery.c.id)
-)
 
 
 def claim_many(conn: sa.Connection, rows: Sequence[Due], now: datetime) -> dict[int, Claimed]:
     """Claim ``rows`` in one statement on an AUTOCOMMIT connection; the rows won, by id (others are absent)."""
-    if not rows:
-        return {}
-    params = {
-        "ids": [r.id for r in rows],
-        "seen": [(r.id, str(r.state), r.attempts) for r in rows],
-        "now": now,
-    }
-    won = {int(i) for (i,) in conn.execute(_CLAIM_MANY, params)}
-    return {
-        r.id: Claimed(r.id, r.run_id, r.subscriber_id, r.paper_ids, r.attempts + 1, r.first_attempt_at or now)
-        for r in rows
-        if r.id in won
-    }
+    return claim_rows(conn, rows, now)
+
+
+@dataclass
+class _Request:
+    row: Due | None  # None: only record
+    done: Sequence[Outcome]
+    future: asyncio.Future[Claimed | None]
 
 
 class ClaimBatcher:
-    """``await batcher.claim(row)``: the Claimed row, or None when another process got it first.
+    """``await batcher.claim(row, done)``: records ``done`` (the sender's finished messages) and claims ``row``
+    in one transaction; the Claimed row, or None when another process got it first.
 
-    ``conn`` is an AUTOCOMMIT connection used only by this batcher (from one thread at a time). Call
-    ``await batcher.aclose()`` before closing it. Rows claimed for a caller that was cancelled meanwhile are
-    kept in ``orphans``: the caller gives them back (outbox.release), since nothing was sent for them.
+    ``conn`` is a connection used only by this batcher (from one thread at a time). Call ``await
+    batcher.aclose()`` before closing it. A request whose caller is cancelled is still carried out (its
+    outcomes must be recorded); rows claimed for such a caller are kept in ``orphans``: the caller gives them
+    back (outbox.release), since nothing was sent for them. ``bounced``: subscribers the recorded hard bounces
+    marked bounced.
     """
 
-    def __init__(self, conn: sa.Connection, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, conn: sa.Connection, clock: Callable[[], datetime], *, hard_bounce_limit: int = 3
+    ) -> None:
         self.conn = conn
         self.clock = clock
+        self.hard_bounce_limit = hard_bounce_limit
         self.orphans: list[Claimed] = []
-        self.statements = 0
-        self._waiting: list[tuple[Due, asyncio.Future[Claimed | None]]] = []
+        self.bounced: list[int] = []
+        self.statements = 0  # transactions, each one claim statement and the outcome writes
+        self._waiting: list[_Request] = []
         self._drain: asyncio.Task[None] | None = None
 
-    async def claim(self, row: Due) -> Claimed | None:
-        future: asyncio.Future[Claimed | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, future))
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.ensure_future(self._run())
+    async def claim(self, row: Due, done: Sequence[Outcome] = ()) -> Claimed | None:
+        """Record ``done`` and claim ``row`` together (see the class)."""
+        future = self._submit(row, done)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(self._orphaned)
             raise
 
+    async def record(self, done: Sequence[Outcome]) -> None:
+        """Record ``done`` (with the claims of the senders waiting now)."""
+        if not done:
+            return
+        future = self._submit(None, done)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_retrieve)
+            raise
+
+    def record_soon(self, done: Sequence[Outcome]) -> None:
+        """Record ``done`` without waiting (a cancelled sender); ``aclose`` waits for it."""
+        if done:
+            self._submit(None, done).add_done_callback(_retrieve)
+
+    def _submit(self, row: Due | None, done: Sequence[Outcome]) -> asyncio.Future[Claimed | None]:
+        future: asyncio.Future[Claimed | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Request(row, done, future))
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.ensure_future(self._run())
+        return future
+
     def _orphaned(self, future: asyncio.Future[Claimed | None]) -> None:
         if not future.cancelled() and future.exception() is None and (claimed := future.result()) is not None:
             self.orphans.append(claimed)
+
+    def _write(self, group: list[_Request], now: datetime) -> tuple[dict[int, Claimed], list[int]]:
+        """One transaction: the outcomes first, then the claims (runs in the worker thread)."""
+        done = [o for r in group for o in r.done]
+        with transaction(self.conn) as conn:
+            recorded = write_outcomes(conn, done, now, hard_bounce_limit=self.hard_bounce_limit)
+            won = claim_rows(conn, [r.row for r in group if r.row is not None], now)
+        return won, recorded.bounced
 
     async def _run(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting, []
             try:
-                won = await asyncio.to_thread(claim_many, self.conn, [row for row, _ in group], self.clock())
+                won, bounced = await asyncio.to_thread(self._write, group, self.clock())
             except asyncio.CancelledError:
-                for _, future in group:
-                    future.cancel()
+                for request in group:
+                    request.future.cancel()
                 raise
             except Exception as exc:
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
+                for request in group:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
                 continue
             self.statements += 1
-            for row, future in group:
-                claimed = won.get(row.id)
-                if not future.done():
-                    future.set_result(claimed)
+            self.bounced.extend(bounced)
+            for request in group:
+                claimed = won.get(request.row.id) if request.row is not None else None
+                if not request.future.done():
+                    request.future.set_result(claimed)
                 elif claimed is not None:
                     self.orphans.append(claimed)
 
     async def aclose(self) -> None:
-        """Wait for a claim statement still in flight (its thread holds the connection)."""
-        drain = self._drain
-        if drain is not None and not drain.done():
+        """Wait until every request made so far is carried out (its thread holds the connection)."""
+        while (drain := self._drain) is not None and not drain.done():
             await asyncio.wait([drain])
+
+    def take_bounced(self) -> list[int]:
+        """The subscribers marked bounced since the last call."""
+        bounced, self.bounced = self.bounced, []
+        return bounced
+
+
+def _retrieve(future: asyncio.Future[Claimed | None]) -> None:
+    # Nobody awaits a record_soon: its error (the rows stay `sending`, later uncertain) must not be logged
+    # as "never retrieved" at garbage collection; the run's own error says what went wrong.
+    if not future.cancelled():
+        future.exception()

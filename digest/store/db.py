@@ -62,14 +62,6 @@ def transaction(bind: Bind) -> Iterator[sa.Connection]:
             yield bind
 
 
-@contextmanager
-def held_connections(engine: sa.Engine) -> Iterator[tuple[sa.Connection, sa.Connection]]:
-    """Two held connections for a loop of small transactions: one for batches, one in autocommit for the
-    single-statement claims (see outbox.claim_one)."""
-    with engine.connect() as conn, engine.connect().execution_options(isolation_level="AUTOCOMMIT") as claims:
-        yield conn, claims
-
-
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()

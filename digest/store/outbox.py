@@ -106,14 +106,16 @@ _DUE = (
 )
 
 
+# The one claim statement (``claim_one`` and the grouped claims of digest/store/claims.py): conditional on the
+# state and attempt count each row was read with, so a row another process claimed and put back in `retry`
+# since we read it is not sent again now (its backoff) nor with a stale count.
 _CLAIM = (
     delivery.update()
     .where(
-        delivery.c.id == sa.bindparam("row_id"),
-        delivery.c.state == sa.bindparam("seen_state"),
-        # The attempt count too: a row another process claimed and put back in `retry` since we read it
-        # must not be sent again now (its backoff) nor with a stale count.
-        delivery.c.attempts == sa.bindparam("seen_attempts"),
+        delivery.c.id.in_(sa.bindparam("ids", expanding=True)),
+        sa.tuple_(delivery.c.id, delivery.c.state, delivery.c.attempts).in_(
+            sa.bindparam("seen", expanding=True)
+        ),
         sending_allowed(),  # the kill switch, read by the claim itself: no claim while paused
     )
     .values(
@@ -122,7 +124,27 @@ _CLAIM = (
         first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, sa.bindparam("now")),
         updated_at=sa.bindparam("now"),
     )
+    .returning(delivery.c.id)
 )
+
+
+def claim_rows(conn: sa.Connection, rows: Sequence[Due], now: datetime) -> dict[int, Claimed]:
+    """``pending|retry -> sending`` for ``rows`` in one statement on ``conn`` (in the caller's transaction,
+    or its own on an AUTOCOMMIT connection); the rows won, by id (the ones another process got are absent)."""
+    if not rows:
+        return {}
+    params = {
+        "ids": [r.id for r in rows],
+        "seen": [(r.id, str(r.state), r.attempts) for r in rows],
+        "now": now,
+    }
+    won = {int(i) for (i,) in conn.execute(_CLAIM, params)}
+    # Each row won was exactly as read (state and attempts matched): its new values follow from the read ones.
+    return {
+        r.id: Claimed(r.id, r.run_id, r.subscriber_id, r.paper_ids, r.attempts + 1, r.first_attempt_at or now)
+        for r in rows
+        if r.id in won
+    }
 
 
 def claim_one(bind: Bind, row: Due, now: datetime) -> Claimed | None:
@@ -131,21 +153,13 @@ def claim_one(bind: Bind, row: Due, now: datetime) -> Claimed | None:
     One UPDATE, so on an AUTOCOMMIT connection (``autocommit_connection``) it is its own transaction: one
     round trip to PostgreSQL instead of three (BEGIN, UPDATE, COMMIT), one statement for SQLite.
     """
-    params = {"row_id": row.id, "seen_state": row.state, "seen_attempts": row.attempts, "now": now}
     if (
         isinstance(bind, sa.Connection)
         and bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
     ):
-        won = bind.execute(_CLAIM, params).rowcount == 1
-    else:
-        with transaction(bind) as conn:
-            won = conn.execute(_CLAIM, params).rowcount == 1
-    if not won:
-        return None
-    # The row was exactly as read (state and attempts matched), so its new values follow from the read ones.
-    return Claimed(
-        row.id, row.run_id, row.subscriber_id, row.paper_ids, row.attempts + 1, row.first_attempt_at or now
-    )
+        return claim_rows(bind, [row], now).get(row.id)
+    with transaction(bind) as conn:
+        return claim_rows(conn, [row], now).get(row.id)
 
 
 def next_retry_at(
@@ -198,6 +212,16 @@ def record_outcomes(
     bind: Bind, outcomes: Sequence[Outcome], now: datetime, *, hard_bounce_limit: int
 ) -> Recorded:
     """Write the results of a batch in one transaction: ``sent`` together with its ``delivered_paper`` rows."""
+    if not outcomes:
+        return Recorded()
+    with transaction(bind) as conn:
+        return write_outcomes(conn, outcomes, now, hard_bounce_limit=hard_bounce_limit)
+
+
+def write_outcomes(
+    conn: sa.Connection, outcomes: Sequence[Outcome], now: datetime, *, hard_bounce_limit: int
+) -> Recorded:
+    """``record_outcomes`` inside the caller's transaction (the claims batcher adds its claims to it)."""
     result = Recorded()
     if not outcomes:
         return result
@@ -224,35 +248,36 @@ def record_outcomes(
         for pid in o.delivered
     ]
     sent_subscribers = sorted({o.claimed.subscriber_id for o in outcomes if o.state == DeliveryState.SENT})
-    with transaction(bind) as conn:
-        update_outcomes(conn, rows)  # one statement per table on PostgreSQL (digest/store/bulk.py)
-        insert_delivered(conn, delivered_rows)
-        if sent_subscribers:
-            conn.execute(
-                subscriber.update()
-                .where(subscriber.c.id.in_(sent_subscribers))
-                .values(last_digest_at=now, hard_bounces=0)
-            )
-        for o in outcomes:
-            if not o.permanent_failure:
-                continue
-            bounced = conn.execute(
-                subscriber.update()
-                .where(subscriber.c.id == o.claimed.subscriber_id)
-                .values(hard_bounces=subscriber.c.hard_bounces + 1, updated_at=now)
-                .returning(subscriber.c.hard_bounces)
-            ).scalar()
-            if bounced is not None and bounced >= hard_bounce_limit:
-                conn.execute(
-                    subscriber.update()
-                    .where(
-                        subscriber.c.id == o.claimed.subscriber_id,
-                        subscriber.c.status == SubscriberStatus.ACTIVE,
-                    )
-                    .values(status=SubscriberStatus.BOUNCED, updated_at=now)
-                )
-                result.bounced.append(o.claimed.subscriber_id)
+    update_outcomes(conn, rows)  # one statement per table on PostgreSQL (digest/store/bulk.py)
+    insert_delivered(conn, delivered_rows)
+    if sent_subscribers:
+        conn.execute(
+            subscriber.update()
+            .where(subscriber.c.id.in_(sent_subscribers))
+            .values(last_digest_at=now, hard_bounces=0)
+        )
+    for o in outcomes:
+        if o.permanent_failure and _count_hard_bounce(conn, o.claimed.subscriber_id, now, hard_bounce_limit):
+            result.bounced.append(o.claimed.subscriber_id)
     return result
+
+
+def _count_hard_bounce(conn: sa.Connection, subscriber_id: int, now: datetime, limit: int) -> bool:
+    """One more hard bounce for the subscriber; True when it reached ``limit`` and marked them bounced."""
+    bounced = conn.execute(
+        subscriber.update()
+        .where(subscriber.c.id == subscriber_id)
+        .values(hard_bounces=subscriber.c.hard_bounces + 1, updated_at=now)
+        .returning(subscriber.c.hard_bounces)
+    ).scalar()
+    if bounced is None or bounced < limit:
+        return False
+    conn.execute(
+        subscriber.update()
+        .where(subscriber.c.id == subscriber_id, subscriber.c.status == SubscriberStatus.ACTIVE)
+        .values(status=SubscriberStatus.BOUNCED, updated_at=now)
+    )
+    return True
 
 
 def release(bind: Bind, claimed: Sequence[Claimed], now: datetime, reason: str) -> None:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from operate_helpers import env, serve_config
 
 from digest.config_load import load_config
+from digest.demo.smtp_sink import SinkHandler
 from digest.jobs import PlanDeferrer
 from digest.pipeline import open_store
 from digest.store.tables import delivery, rule, run, subscriber
@@ -140,3 +142,25 @@ def pid_of_owner(owner: str | None) -> int | None:
         return None
     parts = owner.rsplit(":", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+class SlowDataHandler(SinkHandler):
+    """A sink that takes ``delay_s`` to answer DATA (it records the message before waiting, as a real MTA
+    has it once the dot arrived): a worker spends most of its time with messages in flight."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.record(session, envelope, server)
+        await asyncio.sleep(self.delay_s)
+        return "250 2.0.0 OK: queued"
+
+
+def sending_rows(engine: sa.Engine) -> int:
+    """How many outbox rows are `sending` now (claimed, outcome not recorded)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count()).where(delivery.c.state == "sending")).scalar() or 0
+        )
