@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date
 from email.utils import parseaddr
+from functools import lru_cache
 
 from digest.clock import Clock, utc_now
 from digest.config import Config
@@ -44,10 +45,15 @@ def envelope_sender(config: Config, delivery_id: int | None = None, *, secret: s
     """
     address = config.bounces.address
     if delivery_id is None or not address:
-        return parseaddr(config.smtp.from_)[1]
+        return _bare_address(config.smtp.from_)
     local, _, domain = address.rpartition("@")
     token = make_bounce_token(secret if secret is not None else config.secret_key(), delivery_id)
     return f"{local}+{token}@{domain}"
+
+
+@lru_cache(maxsize=64)  # asked for every message of a run: parseaddr costs more than its headers
+def _bare_address(value: str) -> str:
+    return parseaddr(value)[1]
 
 
 def envelope_domain(config: Config) -> str:
