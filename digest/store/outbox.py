@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from digest.clock import maybe_utc
 from digest.models import DeliveryState, RunStatus, SubscriberStatus
-from digest.store.bulk import insert_delivered, update_outcomes
+from digest.store.bulk import record_rows
 from digest.store.db import Bind, transaction
 from digest.store.settings import sending_allowed
 from digest.store.tables import delivery, run, subscriber
@@ -248,14 +248,9 @@ def write_outcomes(
         for pid in o.delivered
     ]
     sent_subscribers = sorted({o.claimed.subscriber_id for o in outcomes if o.state == DeliveryState.SENT})
-    update_outcomes(conn, rows)  # one statement per table on PostgreSQL (digest/store/bulk.py)
-    insert_delivered(conn, delivered_rows)
-    if sent_subscribers:
-        conn.execute(
-            subscriber.update()
-            .where(subscriber.c.id.in_(sent_subscribers))
-            .values(last_digest_at=now, hard_bounces=0)
-        )
+    record_rows(
+        conn, rows, delivered_rows, sent_subscribers, now
+    )  # one statement on PostgreSQL (store/bulk.py)
     for o in outcomes:
         if o.permanent_failure and _count_hard_bounce(conn, o.claimed.subscriber_id, now, hard_bounce_limit):
             result.bounced.append(o.claimed.subscriber_id)
