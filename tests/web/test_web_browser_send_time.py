@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_web_browser import Served, served  # noqa: F401  (the live server fixture)
+from test_web_browser import Served, _mail, served  # noqa: F401  (the live server fixture)
 
 from digest.store import subscribers as repo
 
@@ -31,6 +31,9 @@ def test_the_browser_zone_is_preselected_and_stored_with_the_send_time(
     page.get_by_label("Send time").select_option("07:15")
     page.get_by_role("button", name="Subscribe").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    # The form is stored after the answer (the same answer for every address): its confirmation mail is sent
+    # once it is stored, so wait for that mail before reading the database.
+    _mail(served.sink, 1)
     sub = repo.find_subscriber(served.engine, "ann@example.org")
     assert sub is not None and (sub.send_time, sub.timezone) == ("07:15", zone)
     assert errors == []
