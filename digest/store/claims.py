@@ -20,8 +20,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from digest.store.bulk import record_and_claim_pg
 from digest.store.db import transaction
-from digest.store.outbox import Claimed, Due, Outcome, claim_rows, write_outcomes
+from digest.store.outbox import Claimed, Due, Outcome, claim_rows, claimed_rows, outcome_rows, write_outcomes
 
 __all__ = ["ClaimBatcher", "claim_many"]
 
@@ -42,7 +43,10 @@ class ClaimBatcher:
     """``await batcher.claim(row, done)``: records ``done`` (the sender's finished messages) and claims ``row``
     in one transaction; the Claimed row, or None when another process got it first.
 
-    ``conn`` is a connection used only by this batcher (from one thread at a time). Call ``await
+    ``conn`` is a connection used only by this batcher (from one thread at a time); on PostgreSQL it is made
+    AUTOCOMMIT (when no transaction is open on it), so that a hand-over is one statement and one round trip
+    (``bulk.record_and_claim_pg``); the rare group with a hard bounce to count is one transaction on another
+    connection of the engine. Call ``await
     batcher.aclose()`` before closing it. A request whose caller is cancelled is still carried out (its
     outcomes must be recorded); rows claimed for such a caller are kept in ``orphans``: the caller gives them
     back (outbox.release), since nothing was sent for them. ``bounced``: subscribers the recorded hard bounces
@@ -60,6 +64,13 @@ class ClaimBatcher:
         self.statements = 0  # transactions, each one claim statement and the outcome writes
         self._waiting: list[_Request] = []
         self._drain: asyncio.Task[None] | None = None
+        self._one_statement = conn.dialect.name == "postgresqlX"
+        if self._one_statement and not conn.in_transaction():
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        # Where a group that needs several statements runs them: never on an AUTOCOMMIT connection, whose
+        # statements would each commit alone.
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        self._transactions: sa.Engine | sa.Connection = conn.engine if autocommit else conn
 
     async def claim(self, row: Due, done: Sequence[Outcome] = ()) -> Claimed | None:
         """Record ``done`` and claim ``row`` together (see the class)."""
@@ -98,12 +109,16 @@ class ClaimBatcher:
             self.orphans.append(claimed)
 
     def _write(self, group: list[_Request], now: datetime) -> tuple[dict[int, Claimed], list[int]]:
-        """One transaction: the outcomes first, then the claims (runs in the worker thread)."""
+        """The outcomes first, then the claims, atomically (runs in the worker thread)."""
         done = [o for r in group for o in r.done]
-        with transaction(self.conn) as conn:
+        rows = [r.row for r in group if r.row is not None]
+        if self._one_statement and not any(o.permanent_failure for o in done):
+            seen = [(r.id, str(r.state), r.attempts) for r in rows]
+            won = record_and_claim_pg(self.conn, outcome_rows(done, now), seen, now)
+            return claimed_rows(rows, won, now), []
+        with transaction(self._transactions) as conn:
             recorded = write_outcomes(conn, done, now, hard_bounce_limit=self.hard_bounce_limit)
-            won = claim_rows(conn, [r.row for r in group if r.row is not None], now)
-        return won, recorded.bounced
+            return claim_rows(conn, rows, now), recorded.bounced
 
     async def _run(self) -> None:
         while self._waiting:

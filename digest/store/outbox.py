@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from digest.clock import maybe_utc
 from digest.models import DeliveryState, RunStatus, SubscriberStatus
-from digest.store.bulk import record_rows
+from digest.store.bulk import OutcomeRows, record_rows
 from digest.store.db import Bind, transaction
 from digest.store.settings import sending_allowed
 from digest.store.tables import delivery, run, subscriber
@@ -138,7 +138,11 @@ def claim_rows(conn: sa.Connection, rows: Sequence[Due], now: datetime) -> dict[
         "seen": [(r.id, str(r.state), r.attempts) for r in rows],
         "now": now,
     }
-    won = {int(i) for (i,) in conn.execute(_CLAIM, params)}
+    return claimed_rows(rows, {int(i) for (i,) in conn.execute(_CLAIM, params)}, now)
+
+
+def claimed_rows(rows: Sequence[Due], won: Collection[int], now: datetime) -> dict[int, Claimed]:
+    """The rows of ``rows`` whose claim was won (their ids in ``won``), as claimed, by id."""
     # Each row won was exactly as read (state and attempts matched): its new values follow from the read ones.
     return {
         r.id: Claimed(r.id, r.run_id, r.subscriber_id, r.paper_ids, r.attempts + 1, r.first_attempt_at or now)
@@ -225,6 +229,16 @@ def write_outcomes(
     result = Recorded()
     if not outcomes:
         return result
+    record_rows(conn, outcome_rows(outcomes, now), now)  # one statement on PostgreSQL (store/bulk.py)
+    for o in outcomes:
+        if o.permanent_failure and _count_hard_bounce(conn, o.claimed.subscriber_id, now, hard_bounce_limit):
+            result.bounced.append(o.claimed.subscriber_id)
+    return result
+
+
+def outcome_rows(outcomes: Sequence[Outcome], now: datetime) -> OutcomeRows:
+    """The rows that record ``outcomes`` (digest.store.bulk)."""
+    sent = [o for o in outcomes if o.state == DeliveryState.SENT]
     rows = [
         {
             "row_id": o.claimed.id,
@@ -236,25 +250,17 @@ def write_outcomes(
         }
         for o in outcomes
     ]
-    delivered_rows = [
+    delivered = [
         {
             "subscriber_id": o.claimed.subscriber_id,
             "paper_id": pid,
             "run_id": o.claimed.run_id,
             "delivered_at": now,
         }
-        for o in outcomes
-        if o.state == DeliveryState.SENT
+        for o in sent
         for pid in o.delivered
     ]
-    sent_subscribers = sorted({o.claimed.subscriber_id for o in outcomes if o.state == DeliveryState.SENT})
-    record_rows(
-        conn, rows, delivered_rows, sent_subscribers, now
-    )  # one statement on PostgreSQL (store/bulk.py)
-    for o in outcomes:
-        if o.permanent_failure and _count_hard_bounce(conn, o.claimed.subscriber_id, now, hard_bounce_limit):
-            result.bounced.append(o.claimed.subscriber_id)
-    return result
+    return OutcomeRows(rows, delivered, sorted({o.claimed.subscriber_id for o in sent}))
 
 
 def _count_hard_bounce(conn: sa.Connection, subscriber_id: int, now: datetime, limit: int) -> bool:

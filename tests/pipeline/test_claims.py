@@ -12,7 +12,8 @@ from pipeline_helpers import DAY, NOW, subscribe
 from digest.models import DeliveryState
 from digest.store import outbox, planning, runs
 from digest.store.claims import ClaimBatcher, claim_many
-from digest.store.tables import delivery
+from digest.store.settings import pause_sending
+from digest.store.tables import delivered_paper, delivery, paper, subscriber
 
 
 def planned(engine: sa.Engine, n: int) -> list[outbox.Due]:
@@ -70,25 +71,70 @@ async def test_a_claim_whose_caller_was_cancelled_is_kept_as_an_orphan_to_give_b
     assert states(engine) == {DeliveryState.SENDING: 2, DeliveryState.PENDING: 1}
 
 
-def test_a_batch_of_outcomes_is_recorded_row_by_row_correctly_in_one_statement(engine: sa.Engine) -> None:
-    from digest.store.tables import delivered_paper, paper
+def store_papers(engine: sa.Engine, *ids: str) -> None:
+    """The papers the digests showed (delivered_paper rows refer to them)."""
+    row = {"summary": "", "daily_date": DAY, "first_seen_at": NOW, "last_seen_at": NOW}
+    with engine.begin() as conn:
+        conn.execute(paper.insert(), [{"id": pid, "title": pid, **row} for pid in ids])
 
-    rows = planned(engine, 4)
-    with engine.begin() as conn:  # the papers the digests showed
-        conn.execute(
-            paper.insert(),
-            [
-                {
-                    "id": pid,
-                    "title": pid,
-                    "summary": "",
-                    "daily_date": DAY,
-                    "first_seen_at": NOW,
-                    "last_seen_at": NOW,
-                }
-                for pid in ("p1", "p2")
-            ],
+
+async def test_a_hand_over_records_the_outcome_and_claims_the_next_row_at_once(engine: sa.Engine) -> None:
+    rows = planned(engine, 3)
+    store_papers(engine, "p1")
+    executed: list[str] = []
+    commits: list[bool] = []
+    with engine.connect() as conn:
+        batcher = ClaimBatcher(conn, lambda: NOW)
+        first = await batcher.claim(rows[0])
+        assert first is not None
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: executed.append(args[2]))
+        sa.event.listen(conn, "commit", lambda *args: commits.append(True))
+        sent = outbox.Outcome(first, DeliveryState.SENT, "250 ok", delivered=["p1"], message_id="<a@x>")
+        second = await batcher.claim(rows[1], [sent])
+        await batcher.aclose()
+    assert second is not None and second.id == rows[1].id
+    assert states(engine) == {DeliveryState.SENT: 1, DeliveryState.SENDING: 1, DeliveryState.PENDING: 1}
+    with engine.connect() as conn:
+        shown = conn.execute(sa.select(delivered_paper.c.subscriber_id, delivered_paper.c.paper_id)).all()
+        last = conn.execute(
+            sa.select(subscriber.c.last_digest_at).where(subscriber.c.id == first.subscriber_id)
         )
+        assert last.scalar() is not None
+    assert shown == [(first.subscriber_id, "p1")]
+    if engine.dialect.name == "postgresql":  # one round trip: one statement, committed by itself
+        assert len(executed) == 1 and commits == [], executed
+
+
+async def test_a_paused_hand_over_still_records_the_outcome_but_claims_nothing(engine: sa.Engine) -> None:
+    rows = planned(engine, 2)
+    with engine.connect() as conn:
+        batcher = ClaimBatcher(conn, lambda: NOW)
+        first = await batcher.claim(rows[0])
+        assert first is not None
+        assert pause_sending(engine, by="test", reason="kill switch", now=NOW)
+        failed = outbox.Outcome(first, DeliveryState.RETRY, "451 later", next_attempt_at=NOW)
+        assert await batcher.claim(rows[1], [failed]) is None
+        await batcher.aclose()
+    assert states(engine) == {DeliveryState.RETRY: 1, DeliveryState.PENDING: 1}
+
+
+async def test_a_hard_bounce_in_a_hand_over_is_counted_with_its_outcome(engine: sa.Engine) -> None:
+    rows = planned(engine, 2)
+    with engine.connect() as conn:
+        batcher = ClaimBatcher(conn, lambda: NOW, hard_bounce_limit=1)
+        first = await batcher.claim(rows[0])
+        assert first is not None
+        bounce = outbox.Outcome(first, DeliveryState.FAILED, "550 no such user", permanent_failure=True)
+        second = await batcher.claim(rows[1], [bounce])
+        await batcher.aclose()
+    assert second is not None
+    assert batcher.take_bounced() == [first.subscriber_id]
+    assert states(engine) == {DeliveryState.FAILED: 1, DeliveryState.SENDING: 1}
+
+
+def test_a_batch_of_outcomes_is_recorded_row_by_row_correctly_in_one_statement(engine: sa.Engine) -> None:
+    rows = planned(engine, 4)
+    store_papers(engine, "p1", "p2")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         won = claim_many(conn, rows[:3], NOW)  # the fourth stays pending: recording must not touch it
     later = NOW + timedelta(minutes=5)
