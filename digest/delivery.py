@@ -26,6 +26,7 @@ from digest.clock import Clock, utc_now
 from digest.compose import Composer, DigestMail
 from digest.config import Config
 from digest.errors import DeliveryError
+from digest.heap import fewer_collections
 from digest.mailer import SendOutcome, Transport
 from digest.models import DeliveryState, MatchedPaper, Paper, Rule, RunReport, Subscriber, SubscriberStatus
 from digest.outgoing import envelope_sender
@@ -137,7 +138,7 @@ class Delivery:
 
         Raises DeliveryError when the transport fails as a whole (nothing of the failing message was sent).
         """
-        with self.engine.connect() as conn, self.engine.connect() as claims_conn:
+        with fewer_collections(), self.engine.connect() as conn, self.engine.connect() as claims_conn:
             # Claims and outcomes are written in a worker thread, grouped (digest/store/claims.py).
             limit = self.config.smtp.hard_bounce_limit
             claims = ClaimBatcher(claims_conn, self.clock, hard_bounce_limit=limit)

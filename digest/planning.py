@@ -19,6 +19,7 @@ from digest import likes
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import RuleError
+from digest.heap import fewer_collections
 from digest.models import Cadence, MatchedPaper, Paper, Subscriber
 from digest.refresh import Refreshed, refresh
 from digest.rules import BatchMatcher
@@ -257,10 +258,11 @@ def plan_outbox(
     run_date = run_row_date(engine, run_id)
     planner = Planner(config, engine, run_date, explain=False)
     filled = 0
-    for due in unplanned_chunks(engine, run_date, audience, chunk_size):
-        rows = [p.row() for p in planner.plan(active_with_rules(engine, [s.id for s in due]))]
-        write_chunk(engine, run_id, rows, clock(), skip_empty=config.schedule.skip_empty)
-        filled += sum(1 for r in rows if r.paper_ids)
+    with fewer_collections():
+        for due in unplanned_chunks(engine, run_date, audience, chunk_size):
+            rows = [p.row() for p in planner.plan(active_with_rules(engine, [s.id for s in due]))]
+            write_chunk(engine, run_id, rows, clock(), skip_empty=config.schedule.skip_empty)
+            filled += sum(1 for r in rows if r.paper_ids)
     mark_planned(engine, run_id, clock())
     return filled
 
