@@ -1,11 +1,17 @@
-"""Recording a batch of delivery outcomes in one statement per table on PostgreSQL.
+"""A group's delivery outcomes and claims, each table written by one statement with one parameter set.
 
-``record_outcomes`` wrote a batch as one UPDATE per row and one INSERT per delivered paper (16 digests of 30
-papers: 496 statements). psycopg pipelines them into one round trip, but each still costs the server a
-statement and us its Python-side bookkeeping. Here each table gets one statement that reads its rows from
-arrays (``unnest``). SQLite keeps ``executemany`` for the updates (it is in-process, and its loop runs in
-C), but takes each mail's papers as one JSON array (``json_each``): one parameter set per mail instead of one
-per paper, whose bindings cost more than the inserts (a 30-paper digest: 30 rows).
+Senders hand over an outcome and ask for their next claim together (``digest.store.claims``): a group is a few
+rows, and it is written for every message sent, so what counts is the number of statements and SQLAlchemy's
+work per statement, not the rows. One UPDATE per row and one INSERT per delivered paper (16 digests of 30
+papers: 496 statements) became:
+
+- PostgreSQL: the rows travel as arrays (``unnest``), and the outcome update, the delivered papers,
+  ``last_digest_at`` and the next claims are ONE statement (data-modifying CTEs run in one snapshot,
+  atomically): on an AUTOCOMMIT connection a hand-over is one round trip instead of four (BEGIN, record,
+  claim, COMMIT), and the senders wait on it.
+- SQLite: in-process, so ``executemany`` serves the updates; each mail's papers travel as one JSON array
+  (``json_each``): one parameter set per mail instead of one per paper, whose bindings cost more than the
+  inserts.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import sqlalchemy as sa
 
 from digest.models import DeliveryState
 from digest.store.settings import sending_allowed
-from digest.store.tables import delivered_paper, delivery, subscriber
+from digest.store.tables import TZ, delivery, subscriber
 
-__all__ = ["OutcomeRows", "insert_delivered", "record_and_claim_pg", "record_rows", "update_outcomes"]
+__all__ = ["OutcomeRows", "claim_ids", "record_and_claim", "record_rows"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,15 @@ class OutcomeRows:
     sent_to: Sequence[int]
 
 
-_UPDATE_SQL = """
+#: (id, state, attempts) of a row as it was read: a claim wins only a row still exactly so.
+Seen = tuple[int, str, int]
+
+# The kill switch is every claim's own condition (settings.sending_allowed), compiled once into the SQL.
+_ALLOWED = str(sending_allowed().compile(compile_kwargs={"literal_binds": True}))
+
+# ------------------------------------------------------------------------------------------------ PostgreSQL
+
+_UPDATE_PG = """
     UPDATE delivery AS d
     SET state = v.state, last_reply = v.reply, message_id = v.msg_id, next_attempt_at = v.next_at,
         updated_at = v.now
@@ -45,7 +59,7 @@ _UPDATE_SQL = """
     ) AS v(id, state, reply, msg_id, next_at, now)
     WHERE d.id = v.id AND d.state = :sending
 """
-_INSERT_DELIVERED_SQL = """
+_INSERT_DELIVERED_PG = """
     INSERT INTO delivered_paper (subscriber_id, paper_id, run_id, delivered_at)
     SELECT * FROM unnest(
         CAST(:subscriber_ids AS integer[]), CAST(:paper_ids AS varchar[]), CAST(:run_ids AS integer[]),
@@ -53,51 +67,38 @@ _INSERT_DELIVERED_SQL = """
     )
     ON CONFLICT (subscriber_id, paper_id) DO NOTHING
 """
-_UPDATE_PG = sa.text(_UPDATE_SQL)
-_INSERT_DELIVERED_PG = sa.text(_INSERT_DELIVERED_SQL)
-# The three writes of a group of outcomes in ONE statement (data-modifying CTEs run whether or not they are
-# read, in one snapshot, atomically): each statement on PostgreSQL costs a round trip and SQLAlchemy's
-# per-statement work, and a group is often one message (its outcome goes with the sender's next claim).
-_RECORD_PG = sa.text(
-    f"WITH outcomes AS ({_UPDATE_SQL} RETURNING d.id), papers AS ({_INSERT_DELIVERED_SQL} RETURNING 1)"
-    " UPDATE subscriber SET last_digest_at = CAST(:now AS timestamptz), hard_bounces = 0"
-    " WHERE id = ANY(CAST(:sent AS integer[]))"
+_SENT_TO_PG = """
+    UPDATE subscriber SET last_digest_at = CAST(:now AS timestamptz), hard_bounces = 0
+    WHERE id = ANY(CAST(:sent AS integer[]))
+"""
+_CLAIM_PG = f"""
+    UPDATE delivery AS c
+    SET state = :sending, attempts = c.attempts + 1,
+        first_attempt_at = COALESCE(c.first_attempt_at, CAST(:now AS timestamptz)),
+        updated_at = CAST(:now AS timestamptz)
+    FROM unnest(
+        CAST(:claim_ids AS integer[]), CAST(:claim_states AS varchar[]), CAST(:claim_attempts AS integer[])
+    ) AS s(id, state, attempts)
+    WHERE c.id = s.id AND c.state = s.state AND c.attempts = s.attempts AND {_ALLOWED}
+    RETURNING c.id
+"""
+_RECORD_CTES_PG = (
+    f"WITH outcomes AS ({_UPDATE_PG} RETURNING d.id), papers AS ({_INSERT_DELIVERED_PG} RETURNING 1)"
+)
+_RECORD_PG_STATEMENT = sa.text(f"{_RECORD_CTES_PG} {_SENT_TO_PG}")
+_CLAIM_PG_STATEMENT = sa.text(_CLAIM_PG)
+# The claim sees the rows as they were before the statement, so it never touches a row whose outcome is
+# recorded here (those are `sending`, never a claimable state).
+_RECORD_AND_CLAIM_PG_STATEMENT = sa.text(
+    f"{_RECORD_CTES_PG}, sent AS ({_SENT_TO_PG} RETURNING 1) {_CLAIM_PG}"
 )
 
-# A sender's outcome and the next claims in ONE autocommitted statement: one round trip per hand-over instead
-# of four (BEGIN, record, claim, COMMIT), and the senders wait on that round trip. The claim sees the rows as
-# they were before the statement, so it never touches a row whose outcome is recorded here (those are
-# `sending`, never a claimable state); the kill switch is the claim's own condition (settings.sending_allowed).
-_ALLOWED_PG = str(sending_allowed().compile(compile_kwargs={"literal_binds": True}))
-_RECORD_AND_CLAIM_PG = sa.text(
-    f"WITH outcomes AS ({_UPDATE_SQL} RETURNING d.id), papers AS ({_INSERT_DELIVERED_SQL} RETURNING 1),"
-    " sent AS (UPDATE subscriber SET last_digest_at = CAST(:now AS timestamptz), hard_bounces = 0"
-    " WHERE id = ANY(CAST(:sent AS integer[])) RETURNING 1)"
-    " UPDATE delivery AS c SET state = :sending, attempts = c.attempts + 1,"
-    " first_attempt_at = COALESCE(c.first_attempt_at, CAST(:now AS timestamptz)),"
-    " updated_at = CAST(:now AS timestamptz)"
-    " FROM unnest(CAST(:claim_ids AS integer[]), CAST(:claim_states AS varchar[]),"
-    " CAST(:claim_attempts AS integer[])) AS s(id, state, attempts)"
-    f" WHERE c.id = s.id AND c.state = s.state AND c.attempts = s.attempts AND {_ALLOWED_PG}"
-    " RETURNING c.id"
-)
+# ---------------------------------------------------------------------------------------------------- SQLite
 
-_SENT_TO = (
-    subscriber.update()
-    .where(subscriber.c.id.in_(sa.bindparam("sent", expanding=True)))
-    .values(last_digest_at=sa.bindparam("now"), hard_bounces=0)
-)
 
-# "WHERE true": SQLite's parser needs it between a SELECT and an upsert's ON CONFLICT.
-_INSERT_DELIVERED_SQLITE = sa.text(
-    """
-    INSERT INTO delivered_paper (subscriber_id, paper_id, run_id, delivered_at)
-    SELECT :subscriber_id, value, :run_id, :delivered_at FROM json_each(:paper_ids) WHERE true
-    ON CONFLICT (subscriber_id, paper_id) DO NOTHING
-    """
-).bindparams(sa.bindparam("delivered_at", type_=delivered_paper.c.delivered_at.type))
-
-_UPDATE_ONE = (
+# Core statements with executemany and expanding lists: SQLite is in-process, and rewriting these as JSON
+# parameters (json_each) measured no faster: its own page writes at each commit dominate.
+_UPDATE_SQLITE = (
     delivery.update()
     .where(delivery.c.id == sa.bindparam("row_id"), delivery.c.state == DeliveryState.SENDING)
     .values(
@@ -108,75 +109,89 @@ _UPDATE_ONE = (
         updated_at=sa.bindparam("now"),
     )
 )
+# One parameter set per mail, its papers as one JSON array. "WHERE true": SQLite's parser needs it between a
+# SELECT and an upsert's ON CONFLICT.
+_INSERT_DELIVERED_SQLITE = sa.text(
+    """
+    INSERT INTO delivered_paper (subscriber_id, paper_id, run_id, delivered_at)
+    SELECT :subscriber_id, value, :run_id, :delivered_at FROM json_each(:paper_ids) WHERE true
+    ON CONFLICT (subscriber_id, paper_id) DO NOTHING
+    """
+).bindparams(sa.bindparam("delivered_at", type_=TZ))
+_SENT_TO_SQLITE = (
+    subscriber.update()
+    .where(subscriber.c.id.in_(sa.bindparam("sent", expanding=True)))
+    .values(last_digest_at=sa.bindparam("now"), hard_bounces=0)
+)
+_CLAIM_SQLITE = (
+    delivery.update()
+    .where(
+        delivery.c.id.in_(sa.bindparam("ids", expanding=True)),
+        sa.tuple_(delivery.c.id, delivery.c.state, delivery.c.attempts).in_(
+            sa.bindparam("seen", expanding=True)
+        ),
+        sending_allowed(),
+    )
+    .values(
+        state=DeliveryState.SENDING,
+        attempts=delivery.c.attempts + 1,
+        first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, sa.bindparam("now")),
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(delivery.c.id)
+)
+
+# --------------------------------------------------------------------------------------------------- writing
 
 
-def update_outcomes(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """``sending -> new_state`` for each row (keys: row_id, new_state, reply, msg_id, next_at, now)."""
-    if not rows:
+def record_rows(conn: sa.Connection, outcomes: OutcomeRows, now: datetime) -> None:
+    """A group's outcomes (``sending -> new state``, only for rows still ``sending``), the papers its sent mails
+    showed (ones already recorded are kept), and their subscribers' ``last_digest_at``, inside the caller's
+    transaction: one statement on PostgreSQL, three on SQLite."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_RECORD_PG_STATEMENT, _record_params_pg(outcomes, now))
         return
-    if conn.dialect.name != "postgresql":
-        conn.execute(_UPDATE_ONE, list(rows))
-        return
-    conn.execute(_UPDATE_PG, _outcome_arrays(rows))
-
-
-def insert_delivered(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """delivered_paper rows (subscriber_id, paper_id, run_id, delivered_at); ones already there are kept."""
-    if not rows:
-        return
-    if conn.dialect.name != "postgresql":
+    if outcomes.rows:
+        conn.execute(_UPDATE_SQLITE, list(outcomes.rows))
+    if outcomes.delivered:
         papers: dict[tuple[int, int | None, datetime], list[str]] = {}
-        for r in rows:
+        for r in outcomes.delivered:
             papers.setdefault((r["subscriber_id"], r["run_id"], r["delivered_at"]), []).append(r["paper_id"])
         params = [
             {"subscriber_id": sub, "run_id": run, "delivered_at": at, "paper_ids": json.dumps(ids)}
             for (sub, run, at), ids in papers.items()
         ]
         conn.execute(_INSERT_DELIVERED_SQLITE, params)
-        return
-    conn.execute(_INSERT_DELIVERED_PG, _delivered_arrays(rows))
+    if outcomes.sent_to:
+        conn.execute(_SENT_TO_SQLITE, {"sent": list(outcomes.sent_to), "now": now})
 
 
-def record_rows(conn: sa.Connection, outcomes: OutcomeRows, now: datetime) -> None:
-    """A group's outcomes (``update_outcomes``), the papers its sent mails showed (``insert_delivered``) and
-    their subscribers' ``last_digest_at``: one statement on PostgreSQL, three on SQLite."""
-    if conn.dialect.name != "postgresql":
-        update_outcomes(conn, outcomes.rows)
-        insert_delivered(conn, outcomes.delivered)
-        if outcomes.sent_to:
-            conn.execute(_SENT_TO, {"sent": list(outcomes.sent_to), "now": now})
-        return
-    conn.execute(_RECORD_PG, _record_params(outcomes, now))
+def claim_ids(conn: sa.Connection, seen: Sequence[Seen], now: datetime) -> set[int]:
+    """``pending|retry -> sending`` for the rows still as ``seen``, in one statement (in the caller's
+    transaction, or its own on an AUTOCOMMIT connection), unless sending is paused; the ids of the rows won."""
+    if not seen:
+        return set()
+    if conn.dialect.name == "postgresql":
+        result = conn.execute(_CLAIM_PG_STATEMENT, {**_claim_params_pg(seen), "now": now})
+    else:
+        result = conn.execute(_CLAIM_SQLITE, {"ids": [i for i, _, _ in seen], "seen": list(seen), "now": now})
+    return {int(i) for (i,) in result}
 
 
-def record_and_claim_pg(
-    conn: sa.Connection,
-    outcomes: OutcomeRows,
-    seen: Sequence[tuple[int, str, int]],
-    now: datetime,
+def record_and_claim(
+    conn: sa.Connection, outcomes: OutcomeRows, seen: Sequence[Seen], now: datetime
 ) -> set[int]:
-    """``record_rows`` and the claim of ``seen`` rows (id, state and attempts as read) in one statement on
-    PostgreSQL; the ids of the rows won. On an AUTOCOMMIT connection it is one round trip and one transaction.
-    """
-    params = {
-        **_record_params(outcomes, now),
-        "claim_ids": [i for i, _, _ in seen],
-        "claim_states": [s for _, s, _ in seen],
-        "claim_attempts": [a for _, _, a in seen],
-    }
-    return {int(i) for (i,) in conn.execute(_RECORD_AND_CLAIM_PG, params)}
+    """``record_rows`` and ``claim_ids`` together; on PostgreSQL one statement, so on an AUTOCOMMIT
+    connection one round trip and one transaction (elsewhere: call it inside a transaction)."""
+    if conn.dialect.name != "postgresql":
+        record_rows(conn, outcomes, now)
+        return claim_ids(conn, seen, now)
+    params = {**_record_params_pg(outcomes, now), **_claim_params_pg(seen)}
+    return {int(i) for (i,) in conn.execute(_RECORD_AND_CLAIM_PG_STATEMENT, params)}
 
 
-def _record_params(outcomes: OutcomeRows, now: datetime) -> dict[str, Any]:
-    return {
-        **_outcome_arrays(outcomes.rows),
-        **_delivered_arrays(outcomes.delivered),
-        "sent": list(outcomes.sent_to),
-        "now": now,
-    }
-
-
-def _outcome_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _record_params_pg(outcomes: OutcomeRows, now: datetime) -> dict[str, Any]:
+    rows, delivered = outcomes.rows, outcomes.delivered
     return {
         "ids": [r["row_id"] for r in rows],
         "states": [str(r["new_state"]) for r in rows],
@@ -185,13 +200,19 @@ def _outcome_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "next_ats": [r["next_at"] for r in rows],
         "nows": [r["now"] for r in rows],
         "sending": str(DeliveryState.SENDING),
+        "subscriber_ids": [r["subscriber_id"] for r in delivered],
+        "paper_ids": [r["paper_id"] for r in delivered],
+        "run_ids": [r["run_id"] for r in delivered],
+        "delivered_ats": [r["delivered_at"] for r in delivered],
+        "sent": list(outcomes.sent_to),
+        "now": now,
     }
 
 
-def _delivered_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _claim_params_pg(seen: Sequence[Seen]) -> dict[str, Any]:
     return {
-        "subscriber_ids": [r["subscriber_id"] for r in rows],
-        "paper_ids": [r["paper_id"] for r in rows],
-        "run_ids": [r["run_id"] for r in rows],
-        "delivered_ats": [r["delivered_at"] for r in rows],
+        "claim_ids": [i for i, _, _ in seen],
+        "claim_states": [s for _, s, _ in seen],
+        "claim_attempts": [a for _, _, a in seen],
+        "sending": str(DeliveryState.SENDING),
     }

@@ -20,7 +20,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from digest.store.bulk import record_and_claim_pg
+from digest.store.bulk import record_and_claim
 from digest.store.db import transaction
 from digest.store.outbox import Claimed, Due, Outcome, claim_rows, claimed_rows, outcome_rows, write_outcomes
 
@@ -45,7 +45,7 @@ class ClaimBatcher:
 
     ``conn`` is a connection used only by this batcher (from one thread at a time); on PostgreSQL it is made
     AUTOCOMMIT (when no transaction is open on it), so that a hand-over is one statement and one round trip
-    (``bulk.record_and_claim_pg``); the rare group with a hard bounce to count is one transaction on another
+    (``bulk.record_and_claim``); the rare group with a hard bounce to count is one transaction on another
     connection of the engine. Call ``await
     batcher.aclose()`` before closing it. A request whose caller is cancelled is still carried out (its
     outcomes must be recorded); rows claimed for such a caller are kept in ``orphans``: the caller gives them
@@ -64,7 +64,7 @@ class ClaimBatcher:
         self.statements = 0  # transactions, each one claim statement and the outcome writes
         self._waiting: list[_Request] = []
         self._drain: asyncio.Task[None] | None = None
-        self._one_statement = conn.dialect.name == "postgresqlX"
+        self._one_statement = conn.dialect.name == "postgresql"
         if self._one_statement and not conn.in_transaction():
             conn.execution_options(isolation_level="AUTOCOMMIT")
         # Where a group that needs several statements runs them: never on an AUTOCOMMIT connection, whose
@@ -114,7 +114,7 @@ class ClaimBatcher:
         rows = [r.row for r in group if r.row is not None]
         if self._one_statement and not any(o.permanent_failure for o in done):
             seen = [(r.id, str(r.state), r.attempts) for r in rows]
-            won = record_and_claim_pg(self.conn, outcome_rows(done, now), seen, now)
+            won = record_and_claim(self.conn, outcome_rows(done, now), seen, now)
             return claimed_rows(rows, won, now), []
         with transaction(self._transactions) as conn:
             recorded = write_outcomes(conn, done, now, hard_bounce_limit=self.hard_bounce_limit)

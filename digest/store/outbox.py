@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from digest.clock import maybe_utc
 from digest.models import DeliveryState, RunStatus, SubscriberStatus
-from digest.store.bulk import OutcomeRows, record_rows
+from digest.store.bulk import OutcomeRows, claim_ids, record_rows
 from digest.store.db import Bind, transaction
 from digest.store.settings import sending_allowed
 from digest.store.tables import delivery, run, subscriber
@@ -109,36 +109,12 @@ _DUE = (
 # The one claim statement (``claim_one`` and the grouped claims of digest/store/claims.py): conditional on the
 # state and attempt count each row was read with, so a row another process claimed and put back in `retry`
 # since we read it is not sent again now (its backoff) nor with a stale count.
-_CLAIM = (
-    delivery.update()
-    .where(
-        delivery.c.id.in_(sa.bindparam("ids", expanding=True)),
-        sa.tuple_(delivery.c.id, delivery.c.state, delivery.c.attempts).in_(
-            sa.bindparam("seen", expanding=True)
-        ),
-        sending_allowed(),  # the kill switch, read by the claim itself: no claim while paused
-    )
-    .values(
-        state=DeliveryState.SENDING,
-        attempts=delivery.c.attempts + 1,
-        first_attempt_at=sa.func.coalesce(delivery.c.first_attempt_at, sa.bindparam("now")),
-        updated_at=sa.bindparam("now"),
-    )
-    .returning(delivery.c.id)
-)
-
-
 def claim_rows(conn: sa.Connection, rows: Sequence[Due], now: datetime) -> dict[int, Claimed]:
     """``pending|retry -> sending`` for ``rows`` in one statement on ``conn`` (in the caller's transaction,
     or its own on an AUTOCOMMIT connection); the rows won, by id (the ones another process got are absent)."""
     if not rows:
         return {}
-    params = {
-        "ids": [r.id for r in rows],
-        "seen": [(r.id, str(r.state), r.attempts) for r in rows],
-        "now": now,
-    }
-    return claimed_rows(rows, {int(i) for (i,) in conn.execute(_CLAIM, params)}, now)
+    return claimed_rows(rows, claim_ids(conn, [(r.id, str(r.state), r.attempts) for r in rows], now), now)
 
 
 def claimed_rows(rows: Sequence[Due], won: Collection[int], now: datetime) -> dict[int, Claimed]:

@@ -12,7 +12,7 @@ from console_seed import subscriber_row
 
 from digest.models import Paper
 from digest.sources import papers_from_api_json
-from digest.store.bulk import insert_delivered
+from digest.store.bulk import OutcomeRows, record_rows
 from digest.store.papers import delivered_ids, load_papers, upsert_papers
 from digest.store.tables import delivered_paper, paper, subscriber
 
@@ -164,7 +164,7 @@ def test_papers_recorded_together_read_back_like_any_row_and_keep_the_first_deli
         for p in papers[:3]
     ]
     with engine.begin() as conn:
-        insert_delivered(conn, rows)
+        record_rows(conn, OutcomeRows(rows=[], delivered=rows, sent_to=[]), later)
     with engine.connect() as conn:
         stored = conn.execute(
             sa.select(
