@@ -21,20 +21,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from digest import likes
 from digest.clock import Clock, utc_now
-from digest.compose import Composer, DigestMail
+from digest.compose import DigestMail
 from digest.config import Config
 from digest.errors import DeliveryError
 from digest.heap import fewer_collections
 from digest.mailer import SendOutcome, Transport
-from digest.models import DeliveryState, MatchedPaper, Paper, Rule, RunReport, Subscriber, SubscriberStatus
+from digest.models import DeliveryState, RunReport, Subscriber, SubscriberStatus
 from digest.outgoing import envelope_sender
 from digest.rules import BatchMatcher
+from digest.selection import DeliveryKit, PaperSelection
 from digest.store import outbox
 from digest.store.claims import ClaimBatcher
 from digest.store.db import Bind, Engine
-from digest.store.lookups import papers_by_ids, subscribers_by_ids
+from digest.store.lookups import subscribers_by_ids
 from digest.store.papers import delivered_ids
 
 log = logging.getLogger("digest.delivery")
@@ -45,8 +45,6 @@ Dispatch = Callable[[Sequence[int], date], Awaitable[None]]
 
 #: Within one run, a temporary failure is retried when its next attempt is due within this long.
 IN_RUN_RETRY_WINDOW = timedelta(minutes=5)
-#: Distinct rule sets whose matches a Delivery keeps (per matcher; cleared when full).
-SELECT_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -119,17 +117,15 @@ class Delivery:
         *,
         clock: Clock = utc_now,
         options: RunOptions | None = None,
+        kit: DeliveryKit | None = None,
     ) -> None:
         self.config, self.engine, self.transport, self.report = config, engine, transport, report
         self.clock = clock
         self.options = options or RunOptions()
-        self.composer = Composer.for_config(config)
-        self._papers: dict[str, Paper] = {}
-        self._matcher: BatchMatcher | None = None
-        self._matcher_key: frozenset[str] = frozenset()
-        # select() per distinct rule set for the current matcher: many subscribers share their rules.
-        self._selected: dict[tuple[Rule, ...], list[MatchedPaper]] = {}
-        self._selected_for: BatchMatcher | None = None
+        # A worker hands every chunk of a run the same kit: papers, matcher and renderings are made once.
+        self.kit = kit or DeliveryKit.for_config(config, engine)
+        self.composer = self.kit.composer
+        self._selection = PaperSelection(config, engine)
         #: Attempts made in this run, per row: past smtp.max_attempts a row waits for a later run.
         self._tries: dict[int, int] = {}
 
@@ -138,6 +134,7 @@ class Delivery:
 
         Raises DeliveryError when the transport fails as a whole (nothing of the failing message was sent).
         """
+        self._selection = self.kit.selection(run_ids, run_date)
         with fewer_collections(), self.engine.connect() as conn, self.engine.connect() as claims_conn:
             # Claims and outcomes are written in a worker thread, grouped (digest/store/claims.py).
             limit = self.config.smtp.hard_bounce_limit
@@ -206,7 +203,10 @@ class Delivery:
         subs = subscribers_by_ids(self.engine, [r.subscriber_id for r in rows])
         # Last guard before sending: a paper already delivered to this person is never sent again.
         sent_before = delivered_ids(self.engine, list(subs), sorted({p for r in rows for p in r.paper_ids}))
-        batch = _Batch(now=self.clock(), matcher=self._matcher_for(rows))
+        batch = _Batch(
+            now=self.clock(), matcher=self._selection.matcher_for(p for r in rows for p in r.paper_ids)
+        )
+        known = self._selection.papers
         for row in rows:
             sub = subs.get(row.subscriber_id)
             if sub is None or sub.status != SubscriberStatus.ACTIVE:
@@ -215,7 +215,7 @@ class Delivery:
                 self._settle(conn, batch, row, DeliveryState.SKIPPED, reply)
                 continue
             already = sent_before.get(sub.id, set())
-            allowed = frozenset(p for p in row.paper_ids if p in self._papers and p not in already)
+            allowed = frozenset(p for p in row.paper_ids if p in known and p not in already)
             day = row.run_date or run_date  # a left-over row of an earlier run keeps its own date
             if not allowed and day != run_date:  # no "nothing new" mail for a day that is over
                 self._settle(conn, batch, row, DeliveryState.SKIPPED, "not sent: no matching papers left")
@@ -232,7 +232,7 @@ class Delivery:
         assert batch.matcher is not None
         try:
             mail = None
-            selected = self._select(batch.matcher, job.subscriber.rules)
+            selected = self._selection.select(batch.matcher, job.subscriber.rules)
             matches = [m for m in selected if m.paper.id in job.papers]
             if matches or not job.papers:
                 mail = self.composer.compose(job.subscriber, matches, job.day, batch.now)
@@ -244,28 +244,6 @@ class Delivery:
         if mail is None:
             self._settle(conn, batch, job.row, DeliveryState.SKIPPED, "not sent: no matching papers left")
         return mail
-
-    def _select(self, matcher: BatchMatcher, rules: tuple[Rule, ...]) -> list[MatchedPaper]:
-        """matcher.select(rules), kept per distinct rule set while the matcher stays the same."""
-        if self._selected_for is not matcher or len(self._selected) >= SELECT_CACHE_SIZE:
-            self._selected, self._selected_for = {}, matcher
-        found = self._selected.get(rules)
-        if found is None:
-            found = self._selected[rules] = matcher.select(rules)
-        return found
-
-    def _matcher_for(self, rows: list[outbox.Due]) -> BatchMatcher:
-        """One matcher over the papers of the rows seen so far, so rules and explanations are computed once."""
-        missing = {pid for r in rows for pid in r.paper_ids if pid not in self._papers}
-        if missing:
-            self._papers.update({p.id: p for p in papers_by_ids(self.engine, sorted(missing))})
-        key = frozenset(self._papers)
-        if self._matcher is None or key != self._matcher_key:
-            papers = sorted(self._papers.values(), key=lambda p: p.id)
-            # The plan matched like: rules too: without their index a like-only paper would vanish here.
-            scores = likes.scores_for(self.config, self.engine, papers)
-            self._matcher, self._matcher_key = BatchMatcher(papers, likes=scores), key
-        return self._matcher
 
     async def _sender(self, conn: Bind, claims: ClaimBatcher, jobs: Iterator[Job], batch: _Batch) -> None:
         """One connection slot: claim a row, send it, record its outcome with the next claim (or at the end).

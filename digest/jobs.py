@@ -52,6 +52,7 @@ from digest.mailer import SmtpPool, SmtpSettings
 from digest.models import RunReport, RunStatus
 from digest.outgoing import ServiceMail
 from digest.refresh import refresh_source
+from digest.selection import DeliveryKit
 from digest.service import LazyMailer, sync_subscribers
 from digest.store import job_queue
 from digest.store.db import DatabaseError, Engine
@@ -80,6 +81,8 @@ class DigestJobs:
         self, config: Config, engine: Engine, app: procrastinate.App, *, clock: Clock = utc_now
     ) -> None:
         self.config, self.engine, self.app, self.clock = config, engine, app, clock
+        #: Shared by the chunk jobs this process runs (one run at a time keeps its papers and renderings).
+        self._kit: DeliveryKit | None = None
         self.plan = app.task(name=PLAN_TASK, queue=CONTROL_QUEUE)(self._plan)
         self.chunk = app.task(name=CHUNK_TASK, queue=DELIVERY_QUEUE, pass_context=True)(self._chunk)
         self.refresh = app.task(name=REFRESH_TASK, queue=CONTROL_QUEUE, queueing_lock=REFRESH_LOCK)(
@@ -178,6 +181,8 @@ class DigestJobs:
                 log.warning("%d messages of a dead worker's chunk are uncertain (not resent)", stranded)
         day = date.fromisoformat(run_date)
         report = RunReport(run_date=day)
+        if self._kit is None:
+            self._kit = DeliveryKit.for_config(self.config, self.engine)
         async with SmtpPool(SmtpSettings.from_config(self.config)) as pool:
             delivery = Delivery(
                 self.config,
@@ -186,6 +191,7 @@ class DigestJobs:
                 report,
                 clock=self.clock,
                 options=RunOptions(id_range=(first, last)),
+                kit=self._kit,
             )
             await delivery.deliver(run_ids, day)
         return report.bounced
