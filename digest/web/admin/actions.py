@@ -49,7 +49,7 @@ class Actions:
         console = self.console
         session = console.session(request)
         if session is None:
-            return console.to_login("")
+            return console.to_login(expired_notice(request))
         if not console.sessions.csrf_ok(session, csrf_token):
             return refused(session)
         return session
