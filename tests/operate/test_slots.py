@@ -12,8 +12,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from operate_helpers import received_by
 from pipeline_helpers import DAY, make_config, subscribe
+from smtp_server import received_by
 
 from digest import pipeline
 from digest.mailer import SmtpPool, SmtpSettings

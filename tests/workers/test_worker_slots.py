@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from operate_helpers import FIXTURE_DAY, received_by, serve_day, today_utc
+from operate_helpers import FIXTURE_DAY, serve_day, today_utc
 from pipeline_helpers import subscribe
+from smtp_server import received_by
 from worker_helpers import start_worker, stop, worker_config
 
 from digest import pipeline
