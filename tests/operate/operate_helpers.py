@@ -134,9 +134,15 @@ class ServeProcess:
 
 
 def start_serve(config: Path, log_path: Path) -> ServeProcess:
+    return ServeProcess(spawn_digest(config, log_path, "serve"), log_path)
+
+
+def spawn_digest(config: Path, log_path: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """``python -m digest --config CONFIG ARGS...`` in the background, its stderr (the log) to ``log_path``."""
     handle = log_path.open("w", encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digest", "--config", str(config), "serve"],
+        [sys.executable, "-m", "digest", "--config", str(config), *args],
+        cwd=cwd,
         env=env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -144,7 +150,7 @@ def start_serve(config: Path, log_path: Path) -> ServeProcess:
         text=True,
     )
     handle.close()
-    return ServeProcess(proc, log_path)
+    return proc
 
 
 def today_utc() -> date:
