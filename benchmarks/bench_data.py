@@ -171,6 +171,15 @@ def database_copies(
 
         yield copy_sqlite
         return
+    with scratch_databases(prefix) as create:
+        fill(create("tmpl"), n)
+        yield lambda name: create(name, template="tmpl")
+
+
+@contextmanager
+def scratch_databases(prefix: str) -> Iterator[Callable[..., str]]:
+    """Yields ``create(name, template=None) -> url``: a new database on the PostgreSQL server of
+    $DIGEST_TEST_PG_URL (a copy of the one created as ``template``, when given). All are dropped at the end."""
     import sqlalchemy as sa
 
     base = os.environ.get("DIGEST_TEST_PG_URL")
@@ -178,23 +187,17 @@ def database_copies(
         raise SystemExit("PostgreSQL: set $DIGEST_TEST_PG_URL (DIGEST_TEST_PG_URL=$(scripts/start-postgres))")
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     tag = uuid.uuid4().hex[:8]
-    made = [f"{prefix}_{tag}_tmpl"]
+    made: list[str] = []
 
-    def url_of(name: str) -> str:
-        return sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    def create(name: str, template: str | None = None) -> str:
+        made.append(f"{prefix}_{tag}_{name}")
+        copy_of = f' TEMPLATE "{prefix}_{tag}_{template}"' if template else ""
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{made[-1]}"{copy_of}')
+        return sa.make_url(base).set(database=made[-1]).render_as_string(hide_password=False)
 
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{made[0]}"')
     try:
-        fill(url_of(made[0]), n)
-
-        def copy_pg(name: str) -> str:
-            made.append(f"{prefix}_{tag}_{name}")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{made[-1]}" TEMPLATE "{made[0]}"')
-            return url_of(made[-1])
-
-        yield copy_pg
+        yield create
     finally:
         with admin.connect() as conn:
             for name in reversed(made):
