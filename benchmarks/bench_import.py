@@ -16,10 +16,9 @@ import os
 import random
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
+from bench_data import scratch_databases
 
 from digest.bulk import check_file, import_file
 from digest.store import db
@@ -93,16 +92,8 @@ def main() -> None:
         bench(f"sqlite:///{Path(tmp) / 'bench.db'}", path, rows)
         pg = os.environ.get("DIGEST_TEST_PG_URL")
         if pg:
-            name = f"bench_import_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"CREATE DATABASE {name}")
-            try:
-                bench(pg.rsplit("/", 1)[0] + f"/{name}", path, rows)
-            finally:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-                admin.dispose()
+            with scratch_databases("bench_import") as create:
+                bench(create("db"), path, rows)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from typing import Any
 
 import aiosmtplib
 import sqlalchemy as sa
+from bench_data import config_text, load_config_text, subscriber_row
 
 from digest.compose import Composer
-from digest.config_load import parse_config
 from digest.demo.smtp_sink import SinkProcess
 from digest.demo.snapshot_server import SnapshotServer
 from digest.mailer import SendOutcome, SmtpPool, SmtpSettings
@@ -51,20 +51,7 @@ RULES = [
 
 def add_subscribers(engine: sa.Engine, n: int) -> None:
     now = datetime.now(UTC)
-    subs = [
-        {
-            "email": f"reader{i:06d}@example.org",
-            "status": "active",
-            "cadence": "daily",
-            "weekday": 0,
-            "managed_by_config": False,
-            "created_at": now,
-            "updated_at": now,
-            "hard_bounces": 0,
-            "token_version": 0,
-        }
-        for i in range(n)
-    ]
+    subs = [subscriber_row(f"reader{i:06d}@example.org", now) for i in range(n)]
     with engine.begin() as conn:
         conn.execute(subscriber.insert(), subs)
         ids = [r for (r,) in conn.execute(sa.select(subscriber.c.id).order_by(subscriber.c.id))]
@@ -137,16 +124,14 @@ def main() -> int:
         def url(name: str) -> str:
             return os.environ["DIGEST_TEST_PG_URL"] if args.postgres else f"sqlite:///{tmp}/{name}.db"
 
-        config = parse_config(
-            {
-                "source": {"base_url": hf.base_url, "lookback_days": 0},
-                "database": {"url": url("bench")},
-                "smtp": {"host": sink.host, "port": sink.port, "security": "none", "pool_size": args.pool},
-                "security": {"secret_key_env": "BENCH_UNSET", "secret_key_file": str(key)},
-                "digest": {"admin_email": None},
-            },
-            Path(tmp) / "config.toml",
+        text = config_text(
+            url("bench"),
+            key,
+            hf_url=hf.base_url,
+            smtp_port=sink.port,
+            smtp={"host": sink.host, "pool_size": args.pool},
         )
+        config = load_config_text(text, tmp)
 
         async def ours(engine: sa.Engine, transport: Any) -> tuple[float, float, int]:
             async with transport:

@@ -2,9 +2,9 @@
 (1M subscribers < 500 MB RSS)".
 
 N subscribers (default 1,000,000; ``--subscribers N`` or ``$BENCH_SUBSCRIBERS``; ``--quick`` = 50,000) with a
-mix of rules: most share one of bench_realistic's eight rule sets, a fifth pick two of a few dozen words
+mix of rules: most share one of the eight rule sets of bench_data, a fifth pick two of a few dozen words
 (a few thousand distinct sets), a tenth have a rule set of their own, 4% are weekly (half of them due), and
-one in ten has a paper of the day already delivered. The day is bench_realistic's 120 papers.
+one in ten has a paper of the day already delivered. The day is bench_data's 120 papers.
 
 Each measurement is a child process (clean CPU and peak RSS): it claims the run and times ``unplanned``
 (what every slot asks) and the plan into the outbox under the planning lock. Printed: subscribers/s, CPU
@@ -21,19 +21,15 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench_realistic import DAY, RULES, day_items
+from bench_data import DAY, RULES, config_text, database_copies, day_items, load_config_text, subscriber_row
 
 WORDS = [
     "diffusion",
@@ -109,17 +105,13 @@ def fill(url: str, n: int) -> None:
     for start in range(0, n, BATCH):
         with engine.begin() as conn:
             rows = [
-                {
-                    "email": f"reader{i:07d}@example.org",
-                    "status": "active" if i % 50 else "paused",
-                    "cadence": "weekly" if i % 25 == 3 else "daily",
-                    "weekday": DAY.weekday() if i % 50 == 3 else (DAY.weekday() + 1) % 7,
-                    "managed_by_config": False,
-                    "created_at": now,
-                    "updated_at": now,
-                    "hard_bounces": 0,
-                    "token_version": 0,
-                }
+                subscriber_row(
+                    f"reader{i:07d}@example.org",
+                    now,
+                    status="active" if i % 50 else "paused",
+                    cadence="weekly" if i % 25 == 3 else "daily",
+                    weekday=DAY.weekday() if i % 50 == 3 else (DAY.weekday() + 1) % 7,
+                )
                 for i in range(start, min(n, start + BATCH))
             ]
             conn.execute(subscriber.insert(), rows)
@@ -144,20 +136,11 @@ def fill(url: str, n: int) -> None:
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     from digest import planning as planning_mod
-    from digest.config_load import parse_config
     from digest.store import db, planning, runs
 
     if spec.get("no_memo"):
         _forget_ranked()
-    config = parse_config(
-        {
-            "source": {"base_url": "http://127.0.0.1:9", "lookback_days": 0},
-            "database": {"url": spec["db"]},
-            "security": {"secret_key_env": "BENCH_UNSET", "secret_key_file": spec["secret"]},
-            "digest": {"admin_email": None},
-        },
-        Path(spec["tmp"]) / "config.toml",
-    )
+    config = load_config_text(config_text(spec["db"], spec["secret"]), spec["tmp"])
     engine = db.open_database(config.database_url)
     claim = runs.claim_run(engine, DAY, datetime.now(UTC))
     rss_before = _rss()
@@ -254,7 +237,7 @@ def main() -> int:
                 print("postgres: skipped ($DIGEST_TEST_PG_URL is not set; see scripts/start-postgres)")
                 continue
             t0 = time.perf_counter()
-            with filled_databases(kind, tmp, n) as copies:
+            with database_copies(kind, tmp, n, fill, prefix="bench_plan") as copies:
                 print(f"{kind}: filled in {time.perf_counter() - t0:.0f} s", flush=True)
                 if args.baseline:
                     report(
@@ -267,49 +250,6 @@ def main() -> int:
                     )
                 report(kind, run_child({**base, "db": copies("ours")}))
     return 0
-
-
-@contextmanager
-def filled_databases(kind: str, tmp: Path, n: int) -> Iterator[Any]:
-    """Fill one database with the n subscribers; yields ``copy(name) -> url`` of fresh copies of it (a
-    measured plan writes its rows)."""
-    if kind == "sqlite":
-        template = tmp / "template.db"
-        fill(f"sqlite:///{template}", n)
-
-        def copy_sqlite(name: str) -> str:
-            shutil.copy(template, tmp / f"{name}.db")
-            return f"sqlite:///{tmp / name}.db"
-
-        yield copy_sqlite
-        return
-    import sqlalchemy as sa
-
-    base = os.environ["DIGEST_TEST_PG_URL"]
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    tag = uuid.uuid4().hex[:8]
-    made = [f"bench_plan_{tag}_tmpl"]
-
-    def url_of(name: str) -> str:
-        return sa.make_url(base).set(database=name).render_as_string(hide_password=False)
-
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{made[0]}"')
-    try:
-        fill(url_of(made[0]), n)
-
-        def copy_pg(name: str) -> str:
-            made.append(f"bench_plan_{tag}_{name}")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{made[-1]}" TEMPLATE "{made[0]}"')
-            return url_of(made[-1])
-
-        yield copy_pg
-    finally:
-        with admin.connect() as conn:
-            for name in reversed(made):
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 if __name__ == "__main__":

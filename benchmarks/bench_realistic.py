@@ -24,165 +24,37 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-DAY = date(2026, 8, 21)
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = (ROOT.parent / "shared" / "fixtures" / "hf", ROOT / "digest" / "demo_data")
-PAPERS = 120
-MAX_PAPERS = 30
-# Eight rule sets, each matching 30+ of the 120 papers (so every digest is a full 30-paper one).
-RULES: list[list[str]] = [
-    ["model*"],
-    ["learning OR data", "agent*"],
-    ["language OR vision OR video"],
-    ["agent* OR reasoning OR benchmark*", "title:model*"],
-    ["video OR image* OR diffusion OR visual", "training"],
-    ["training OR performance OR tasks"],
-    ["method* OR approach* OR framework"],
-    ["llm* OR large OR generation", "abstract:results"],
-]
+from bench_data import (
+    DAY,
+    MAX_PAPERS,
+    PAPERS,
+    RULES,
+    config_text,
+    database_copies,
+    day_items,
+    load_config_text,
+)
+
 SENDER = "digest@example.org"
-
-
-# ---------------------------------------------------------------------------------------------- data
-
-
-def day_items() -> list[dict[str, Any]]:
-    """120 papers for DAY: every captured paper, then variants of them (new ids, reordered titles)."""
-    real: list[dict[str, Any]] = []
-    for folder in FIXTURES:
-        for path in sorted(folder.glob("api_daily_papers_date-*.json")):
-            real.extend(json.loads(path.read_text("utf-8")))
-        if real:
-            break
-    items: list[dict[str, Any]] = []
-    stamp = f"{DAY.isoformat()}T00:00:00.000Z"
-    for i in range(PAPERS):
-        item = json.loads(json.dumps(real[i % len(real)]))
-        paper = item["paper"]
-        if i >= len(real):
-            paper["id"] = f"2608.{90000 + i:05d}"
-            words = paper["title"].split()
-            paper["title"] = " ".join(words[i % len(words) :] + words[: i % len(words)])
-            paper["upvotes"] = (paper.get("upvotes", 0) * 7 + i) % 97
-        paper["submittedOnDailyAt"] = stamp
-        item["paper"] = paper
-        items.append(item)
-    return items
-
-
-def fill_database(url: str, n: int) -> None:
-    import sqlalchemy as sa
-
-    from digest.store import db
-    from digest.store.tables import rule, subscriber
-
-    engine = db.open_database(url)
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        conn.execute(
-            subscriber.insert(),
-            [
-                {
-                    "email": f"reader{i:06d}@example.org",
-                    "status": "active",
-                    "cadence": "daily",
-                    "weekday": 0,
-                    "managed_by_config": False,
-                    "created_at": now,
-                    "updated_at": now,
-                    "hard_bounces": 0,
-                    "token_version": 0,
-                }
-                for i in range(n)
-            ],
-        )
-        ids = [r for (r,) in conn.execute(sa.select(subscriber.c.id).order_by(subscriber.c.id))]
-        conn.execute(
-            rule.insert(),
-            [
-                {"subscriber_id": sid, "position": pos, "name": "", "query": query}
-                for i, sid in enumerate(ids)
-                for pos, query in enumerate(RULES[i % len(RULES)])
-            ],
-        )
-    engine.dispose()
-
-
-@contextmanager
-def databases(kind: str, tmp: Path, n: int) -> Iterator[Any]:
-    """Yields ``fresh(name) -> url``: a new copy of a database holding the n subscribers."""
-    if kind == "sqlite":
-        template = tmp / f"template-{uuid.uuid4().hex[:8]}.db"
-        fill_database(f"sqlite:///{template}", n)
-
-        def fresh_sqlite(name: str) -> str:
-            shutil.copy(template, tmp / f"{name}.db")
-            return f"sqlite:///{tmp / name}.db"
-
-        yield fresh_sqlite
-        return
-    import sqlalchemy as sa
-
-    base = os.environ.get("DIGEST_TEST_PG_URL")
-    if not base:
-        raise SystemExit("PostgreSQL: set $DIGEST_TEST_PG_URL (DIGEST_TEST_PG_URL=$(scripts/start-postgres))")
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    tag = uuid.uuid4().hex[:8]
-    made: list[str] = [f"bench_{tag}_tmpl"]
-
-    def url_of(name: str) -> str:
-        return sa.make_url(base).set(database=name).render_as_string(hide_password=False)
-
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{made[0]}"')
-    try:
-        fill_database(url_of(made[0]), n)
-
-        def fresh_pg(name: str) -> str:
-            db_name = f"bench_{tag}_{name}"
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{db_name}" TEMPLATE "{made[0]}"')
-            made.append(db_name)
-            return url_of(db_name)
-
-        yield fresh_pg
-    finally:
-        with admin.connect() as conn:
-            for name in reversed(made):
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 # ---------------------------------------------------------------------------------------------- children
 
 
 def _config(spec: dict[str, Any]) -> Any:
-    from digest.config_load import parse_config
-
-    digest: dict[str, Any] = {"admin_email": None, "max_papers": MAX_PAPERS}
-    digest.update(spec.get("digest", {}))
-    return parse_config(
-        {
-            "source": {"base_url": spec["hf"], "lookback_days": 0},
-            "database": {"url": spec["db"]},
-            "smtp": {"host": "127.0.0.1", "port": spec["port"], "security": "none", "pool_size": 4},
-            "security": {"secret_key_env": "BENCH_UNSET", "secret_key_file": spec["secret"]},
-            "digest": digest,
-        },
-        Path(spec["tmp"]) / "config.toml",
+    text = config_text(
+        spec["db"], spec["secret"], hf_url=spec["hf"], smtp_port=spec["port"], digest=spec.get("digest", {})
     )
+    return load_config_text(text, spec["tmp"])
 
 
 class _Accept:
@@ -416,7 +288,7 @@ def main() -> int:
                     "dkim_selector": "bench",
                     "dkim_domain": "example.org",
                 }
-            with databases(kind, tmp, n) as fresh:
+            with database_copies(kind, tmp, n) as fresh:
                 if args.baseline:
                     before = {**spec, "code": str(args.baseline.resolve())}
                     results.append(measure(f"{what}-before", kind, before, fresh, rounds))

@@ -22,14 +22,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
+from bench_data import scratch_databases
 
 from digest.config import SourceConfig
 from digest.demo.snapshot_server import SnapshotServer
@@ -130,21 +129,8 @@ def main() -> None:
         _bench_db("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", papers, repeat)
     pg = os.environ.get("DIGEST_TEST_PG_URL")
     if pg:
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            _bench_db(
-                "postgresql",
-                sa.make_url(pg).set(database=name).render_as_string(hide_password=False),
-                papers,
-                repeat,
-            )
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+        with scratch_databases("bench_source") as create:
+            _bench_db("postgresql", create("db"), papers, repeat)
 
     with SnapshotServer() as srv:
         srv.add_day(DAY, items)

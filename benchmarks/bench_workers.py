@@ -1,7 +1,7 @@
 """PostgreSQL with 2 `digest worker` processes vs raw aiosmtplib (printed, never asserted): issue 12 "Speed".
 
-The realistic run of ``bench_realistic`` (8 rule sets, a 120-paper day, ``max_papers = 30``: ~88 KB digests,
-the aiosmtpd sink in another process), delivered by procrastinate jobs: the plan job and one delivery job
+The realistic run of ``bench_realistic``, on the data of ``bench_data`` (8 rule sets, a 120-paper day,
+``max_papers = 30``: ~88 KB digests; the aiosmtpd sink in another process), delivered by procrastinate jobs: the plan job and one delivery job
 per ``chunk_size`` rows, run by two real worker processes (``pool_size = 2`` each: the same 4 connections
 as raw). Timed from deferring the plan job to the run's end. Raw: aiosmtplib sending as many prebuilt
 digests over 4 reused connections to the same sink. Printed: msg/s, the ratio, the CPU of both workers
@@ -9,29 +9,28 @@ per message, each worker's peak RSS.
 
     DIGEST_TEST_PG_URL=$(scripts/start-postgres) python benchmarks/bench_workers.py [--quick] [--subscribers N]
 
-Written beside ``bench_realistic`` (another branch) with the same data and rules, to be folded into it as its
-"PostgreSQL with 2 workers" configuration.
+Written beside ``bench_realistic`` (another branch), to be folded into it as its "PostgreSQL with 2 workers"
+configuration; both take their data, configuration and database from ``bench_data``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import psutil
 import sqlalchemy as sa
+from bench_data import RULES, config_text, database_copies, day_items
 
 from digest.compose import Composer
 from digest.config_load import load_config
@@ -42,98 +41,25 @@ from digest.models import Rule, Subscriber
 from digest.pipeline import open_store
 from digest.rules import select_papers
 from digest.store.papers import load_papers
-from digest.store.tables import rule, run, subscriber
+from digest.store.tables import run
 
 DAY = datetime.now(UTC).date()  # the workers' refresh and plan use today's date
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = (ROOT.parent / "shared" / "fixtures" / "hf", ROOT / "digest" / "demo_data")
-PAPERS, MAX_PAPERS, CONNECTIONS = 120, 30, 4
-# The eight rule sets of bench_realistic: each matches 30+ of the 120 papers (full 30-paper digests).
-RULES: list[list[str]] = [
-    ["model*"],
-    ["learning OR data", "agent*"],
-    ["language OR vision OR video"],
-    ["agent* OR reasoning OR benchmark*", "title:model*"],
-    ["video OR image* OR diffusion OR visual", "training"],
-    ["training OR performance OR tasks"],
-    ["method* OR approach* OR framework"],
-    ["llm* OR large OR generation", "abstract:results"],
-]
-
-
-def day_items(day: date) -> list[dict[str, Any]]:
-    """120 papers for ``day``: every captured paper, then variants of them (new ids, rotated titles)."""
-    real: list[dict[str, Any]] = []
-    for folder in FIXTURES:
-        for path in sorted(folder.glob("api_daily_papers_date-*.json")):
-            real.extend(json.loads(path.read_text("utf-8")))
-        if real:
-            break
-    items = []
-    for i in range(PAPERS):
-        item = json.loads(json.dumps(real[i % len(real)]))
-        paper = item["paper"]
-        if i >= len(real):
-            paper["id"] = f"2608.{90000 + i:05d}"
-            words = paper["title"].split()
-            paper["title"] = " ".join(words[i % len(words) :] + words[: i % len(words)])
-            paper["upvotes"] = (paper.get("upvotes", 0) * 7 + i) % 97
-        paper["submittedOnDailyAt"] = f"{day.isoformat()}T00:00:00.000Z"
-        items.append(item)
-    return items
-
-
-def fill(engine: sa.Engine, n: int) -> None:
-    now = datetime.now(UTC)
-    base = {"status": "active", "cadence": "daily", "weekday": 0, "managed_by_config": False}
-    with engine.begin() as conn:
-        ids = (
-            conn.execute(
-                sa.insert(subscriber).returning(subscriber.c.id, sort_by_parameter_order=True),
-                [
-                    {**base, "email": f"reader{i:06d}@example.org", "created_at": now, "updated_at": now}
-                    for i in range(n)
-                ],
-            )
-            .scalars()
-            .all()
-        )
-        conn.execute(
-            sa.insert(rule),
-            [
-                {"subscriber_id": sid, "position": pos, "name": "", "query": query}
-                for i, sid in enumerate(ids)
-                for pos, query in enumerate(RULES[i % len(RULES)])
-            ],
-        )
+CONNECTIONS = 4
 
 
 def write_config(tmp: Path, db_url: str, hf_url: str, port: int, chunk_size: int) -> Path:
+    """bench_data's configuration with the workers on: two of them with 2 connections each (raw's 4)."""
     key = tmp / "secret_key"
     key.write_text(secrets.token_urlsafe(48))
-    text = f"""
-[source]
-base_url = "{hf_url}"
-lookback_days = 0
-[schedule]
-timezone = "UTC"
-[database]
-url = "{db_url}"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-pool_size = 2
-from = "Paper Digest <digest@example.org>"
-[security]
-secret_key_env = "BENCH_UNSET"
-secret_key_file = "{key}"
-[digest]
-max_papers = {MAX_PAPERS}
-[workers]
-enabled = true
-chunk_size = {chunk_size}
-"""
+    text = config_text(
+        db_url,
+        key,
+        hf_url=hf_url,
+        smtp_port=port,
+        schedule={"timezone": "UTC"},  # DAY is today in UTC
+        smtp={"pool_size": 2},
+        workers={"enabled": True, "chunk_size": chunk_size},
+    )
     path = tmp / "config.toml"
     path.write_text(text)
     return path
@@ -239,35 +165,23 @@ def main() -> int:
     parser.add_argument("--chunk-size", type=int, default=500)
     parser.add_argument("--sink", choices=("aiosmtpd", "fast"), default="aiosmtpd")
     args, _unknown = parser.parse_known_args()  # scripts/bench passes the same flags to every benchmark
-    base = os.environ.get("DIGEST_TEST_PG_URL")
-    if not base:
+    if not os.environ.get("DIGEST_TEST_PG_URL"):
         print("bench_workers: skipped (set DIGEST_TEST_PG_URL=$(scripts/start-postgres))")
         return 0
     n = 5_000 if args.quick else args.subscribers
-    name = f"bench_workers_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    db_url = sa.make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
-        with (
-            tempfile.TemporaryDirectory() as tmp_name,
-            SnapshotServer() as hf,
-            SinkProcess(fast=args.sink == "fast") as sink,
-        ):
-            tmp = Path(tmp_name)
-            hf.add_day(DAY, day_items(DAY))
-            config_path = write_config(tmp, db_url, hf.base_url, sink.port, args.chunk_size)
-            engine = open_store(load_config(config_path))
-            fill(engine, n)
-            engine.dispose()
-            ours = run_workers(config_path, tmp)
-            prebuilt = samples(config_path)
-            raw_wall, raw_cpu = asyncio.run(raw_send(sink.port, prebuilt, ours["sent"]))
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        database_copies("postgres", Path(tmp_name), n, prefix="bench_workers") as copy,
+        SnapshotServer() as hf,
+        SinkProcess(fast=args.sink == "fast") as sink,
+    ):
+        tmp = Path(tmp_name)
+        hf.add_day(DAY, day_items(DAY))
+        config_path = write_config(tmp, copy("run"), hf.base_url, sink.port, args.chunk_size)
+        open_store(load_config(config_path)).dispose()  # procrastinate's schema, for the workers
+        ours = run_workers(config_path, tmp)
+        prebuilt = samples(config_path)
+        raw_wall, raw_cpu = asyncio.run(raw_send(sink.port, prebuilt, ours["sent"]))
     sent = max(ours["sent"], 1)
     rate, raw_rate = sent / ours["wall"], sent / raw_wall
     size = sum(len(m) for m in prebuilt) / len(prebuilt) / 1024

@@ -56,12 +56,37 @@ _MAX_LOOKBACK = timedelta(days=400)
 
 def make_trigger(config: Config) -> CronTrigger:
     """The CronTrigger of ``[schedule] cron`` in ``[schedule] timezone``; ConfigError when it is invalid."""
+    return _cron_trigger(config, "schedule.cron", config.schedule.cron)
+
+
+def _cron_trigger(config: Config, key: str, crontab: str) -> CronTrigger:
+    """The CronTrigger of the crontab at config ``key``, in ``[schedule] timezone``; ConfigError naming the
+    key when it is invalid."""
     try:
-        return CronTrigger.from_crontab(
-            crontab_for_apscheduler(config.schedule.cron), timezone=ZoneInfo(config.schedule.timezone)
-        )
+        return CronTrigger.from_crontab(crontab_for_apscheduler(crontab), timezone=config.schedule.zone)
     except ValueError as exc:
-        raise ConfigError([f"{config.path}: schedule.cron: {exc} (got {config.schedule.cron!r})"]) from None
+        raise ConfigError([f"{config.path}: {key}: {exc} (got {crontab!r})"]) from None
+
+
+def _add_cron_job(
+    scheduler: AsyncIOScheduler,
+    func: Callable[[], Awaitable[Any]],
+    trigger: CronTrigger,
+    job_id: str,
+    name: str,
+) -> None:
+    """Add a cron job the way every cron job here runs: missed fires coalesce into one, one instance at a
+    time, and a fire later than the grace is skipped (the next fire, or the catch-up on start, covers it)."""
+    scheduler.add_job(
+        func,
+        trigger,
+        id=job_id,
+        name=name,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=MISFIRE_GRACE_S,
+        replace_existing=True,
+    )
 
 
 def last_fire_time(trigger: CronTrigger, now: datetime) -> datetime | None:
@@ -122,16 +147,7 @@ def build_scheduler(
         await job(run_date)
 
     scheduler = AsyncIOScheduler(timezone=config.schedule.zone)
-    scheduler.add_job(
-        fire,
-        trigger,
-        id=JOB_ID,
-        name="daily digest run",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=MISFIRE_GRACE_S,
-        replace_existing=True,
-    )
+    _add_cron_job(scheduler, fire, trigger, JOB_ID, "daily digest run")
     if engine is not None:
         is_busy: Busy = busy or (lambda: False)
 
@@ -167,22 +183,8 @@ def add_refresh_job(
     """Run ``await refresh()`` at every fire of ``[source] refresh`` (in ``[schedule] timezone``): the
     source is fetched in its own job, so a send never waits for it. A fire missed by more than the grace
     is skipped (the next one catches up: a refresh fetches every day since the last good fetch)."""
-    try:
-        trigger = CronTrigger.from_crontab(
-            crontab_for_apscheduler(config.source.refresh), timezone=config.schedule.zone
-        )
-    except ValueError as exc:
-        raise ConfigError([f"{config.path}: source.refresh: {exc} (got {config.source.refresh!r})"]) from None
-    scheduler.add_job(
-        refresh,
-        trigger,
-        id=REFRESH_JOB_ID,
-        name="source refresh",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=MISFIRE_GRACE_S,
-        replace_existing=True,
-    )
+    trigger = _cron_trigger(config, "source.refresh", config.source.refresh)
+    _add_cron_job(scheduler, refresh, trigger, REFRESH_JOB_ID, "source refresh")
 
 
 async def retry_tick(
@@ -223,12 +225,11 @@ def next_fire_time(config: Config, now: datetime) -> datetime | None:
 
 def todays_run_date(config: Config, now: datetime) -> date | None:
     """Today's run date (in the configured zone) once today's scheduled time has passed, else None."""
-    zone = config.schedule.zone
     fired = last_fire_time(make_trigger(config), now)
     if fired is None:
         return None
-    day = fired.astimezone(zone).date()
-    return day if day == now.astimezone(zone).date() else None
+    day = run_date_for(config, fired)
+    return day if day == run_date_for(config, now) else None
 
 
 def retry_run_date(config: Config, engine: Engine, now: datetime) -> tuple[date, str] | None:
@@ -275,13 +276,5 @@ def add_slot_job(scheduler: AsyncIOScheduler, slot: Callable[[], Awaitable[Any]]
     Coalesced with one instance: slots missed during downtime run once, and that one slot sends every
     missed subscriber once (a subscriber's digest is keyed by their local date, not by the slot).
     """
-    scheduler.add_job(
-        slot,
-        CronTrigger(minute=SLOT_CRON, timezone=ZoneInfo("UTC")),
-        id=SLOT_JOB_ID,
-        name="send-time slot",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=MISFIRE_GRACE_S,
-        replace_existing=True,
-    )
+    trigger = CronTrigger(minute=SLOT_CRON, timezone=ZoneInfo("UTC"))
+    _add_cron_job(scheduler, slot, trigger, SLOT_JOB_ID, "send-time slot")

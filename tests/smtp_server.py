@@ -42,6 +42,15 @@ HANG = "HANG"
 TlsMode = Literal["starttls", "implicit"]
 
 
+def received_by(server: SmtpSink) -> dict[str, int]:
+    """How many messages each recipient got (a recipient that got none is absent)."""
+    counts: dict[str, int] = {}
+    for m in server.messages:
+        for r in m.recipients:
+            counts[r] = counts.get(r, 0) + 1
+    return counts
+
+
 @dataclass(frozen=True)
 class Command:
     """One command the server saw: verb, argument, and whether the connection was encrypted."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -10,12 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from freezegun import freeze_time
 from pipeline_helpers import SECRET, config_data
 
 from digest.demo.snapshot_server import SnapshotServer
@@ -132,9 +134,15 @@ class ServeProcess:
 
 
 def start_serve(config: Path, log_path: Path) -> ServeProcess:
+    return ServeProcess(spawn_digest(config, log_path, "serve"), log_path)
+
+
+def spawn_digest(config: Path, log_path: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """``python -m digest --config CONFIG ARGS...`` in the background, its stderr (the log) to ``log_path``."""
     handle = log_path.open("w", encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digest", "--config", str(config), "serve"],
+        [sys.executable, "-m", "digest", "--config", str(config), *args],
+        cwd=cwd,
         env=env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -142,15 +150,7 @@ def start_serve(config: Path, log_path: Path) -> ServeProcess:
         text=True,
     )
     handle.close()
-    return ServeProcess(proc, log_path)
-
-
-def received_by(server: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for m in server.messages:
-        for r in m.recipients:
-            counts[r] = counts.get(r, 0) + 1
-    return counts
+    return proc
 
 
 def today_utc() -> date:
@@ -161,3 +161,16 @@ def today_utc() -> date:
 
 def days_around(day: date) -> list[date]:
     return [day - timedelta(days=1), day, day + timedelta(days=1)]
+
+
+async def start_frozen_until(at: str, build: Callable[[], Any], fired: asyncio.Event) -> None:
+    """Under a clock frozen at ``at`` that ticks on, start the scheduler ``build()`` makes and wait (5 s at
+    most) until a job sets ``fired``; then stop the scheduler."""
+    with freeze_time(at, tick=True, real_asyncio=True):
+        scheduler = build()
+        scheduler.start()
+        try:
+            await asyncio.wait_for(fired.wait(), 5)
+        finally:
+            scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from freezegun import freeze_time
+from operate_helpers import start_frozen_until
 from pipeline_helpers import make_config
 
 from digest.demo.snapshot_server import API_PATH, SnapshotServer
@@ -59,14 +59,7 @@ async def test_the_refresh_job_fires_on_its_cron_and_runs_no_digest(
 
     service.refresh = refresh  # type: ignore[method-assign]
     service.run = run  # type: ignore[method-assign]
-    with freeze_time("2026-08-21T08:59:59Z", tick=True, real_asyncio=True):
-        scheduler = make_scheduler(service)
-        scheduler.start()
-        try:
-            await asyncio.wait_for(fired.wait(), 5)
-        finally:
-            scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)
+    await start_frozen_until("2026-08-21T08:59:59Z", lambda: make_scheduler(service), fired)
     assert calls == ["refresh"]
 
 

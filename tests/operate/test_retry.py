@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
-from operate_helpers import received_by
 from pipeline_helpers import DAY, delivery_states, make_config, subscribe
-from smtp_server import FaultySmtpServer
+from smtp_server import FaultySmtpServer, received_by
 
 from digest.config import Config, SubscriberEntry
 from digest.pipeline import RunOptions

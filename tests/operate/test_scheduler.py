@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from freezegun import freeze_time
+from operate_helpers import start_frozen_until
 from pipeline_helpers import make_config
 
 from digest.config import Config
@@ -100,14 +100,7 @@ async def test_the_scheduler_calls_the_job_at_seven_paris_with_the_paris_date(
         calls.append((run_date, datetime.now(UTC)))
         fired.set()
 
-    with freeze_time(frozen, tick=True, real_asyncio=True):
-        scheduler = build_scheduler(config, job)
-        scheduler.start()
-        try:
-            await asyncio.wait_for(fired.wait(), 5)
-        finally:
-            scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)
+    await start_frozen_until(frozen, lambda: build_scheduler(config, job), fired)
     ((run_date, at),) = calls
     assert run_date == expected_day
     assert expected_utc <= at < expected_utc + timedelta(seconds=2)
@@ -123,14 +116,7 @@ async def test_the_run_date_is_the_configured_zone_s_day_not_utc_s(tmp_path: Pat
         got.append(run_date)
         fired.set()
 
-    with freeze_time("2026-06-14T22:29:58.5Z", tick=True, real_asyncio=True):
-        scheduler = build_scheduler(config, job)
-        scheduler.start()
-        try:
-            await asyncio.wait_for(fired.wait(), 5)
-        finally:
-            scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)
+    await start_frozen_until("2026-06-14T22:29:58.5Z", lambda: build_scheduler(config, job), fired)
     assert got == [date(2026, 6, 15)]
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from operate_helpers import received_by, serve_config, serve_day, start_serve, today_utc
+from operate_helpers import serve_config, serve_day, start_serve, today_utc
 from pipeline_helpers import delivery_states, subscribe
-from smtp_server import FaultySmtpServer
+from smtp_server import FaultySmtpServer, received_by
 
 from digest.store import db
 from digest.store.tables import run, subscriber

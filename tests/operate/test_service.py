@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from operate_helpers import received_by
 from pipeline_helpers import DAY, delivery_states, mails_to, make_config, subscribe
-from smtp_server import HANG, FaultySmtpServer
+from smtp_server import HANG, FaultySmtpServer, received_by
 
 from digest.config import Config
 from digest.errors import DeliveryError

@@ -6,21 +6,20 @@ day of slots: each gets one digest for their local date at their hour, however o
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from operate_helpers import received_by
-from pipeline_helpers import DAY, make_config, subscribe
+from pipeline_helpers import DAY, local_dates, make_config, subscribe
+from smtp_server import received_by
 
 from digest import pipeline
 from digest.mailer import SmtpPool, SmtpSettings
 from digest.service import DigestService
 from digest.slots import slot_time
 from digest.store import db
-from digest.store.tables import delivery, subscriber
 
 RULE = "agent*"
 
@@ -31,17 +30,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def local_dates(engine: sa.Engine) -> dict[str, list[date]]:
-    q = sa.select(subscriber.c.email, delivery.c.local_date).join(
-        subscriber, subscriber.c.id == delivery.c.subscriber_id
-    )
-    out: dict[str, list[date]] = {}
-    with engine.connect() as conn:
-        for addr, day in conn.execute(q):
-            out.setdefault(addr, []).append(day)
-    return out
 
 
 async def prepared(tmp_path: Path, hf: Any, port: int, db_url: str) -> tuple[Any, sa.Engine]:

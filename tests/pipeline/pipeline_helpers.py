@@ -80,11 +80,19 @@ def delivered(engine: sa.Engine, address: str) -> list[str]:
 
 
 def delivery_states(engine: sa.Engine) -> dict[str, list[str]]:
-    q = sa.select(subscriber.c.email, delivery.c.state).join(
-        subscriber, subscriber.c.id == delivery.c.subscriber_id
-    )
-    out: dict[str, list[str]] = {}
+    """Each address's delivery states."""
+    return _per_address(engine, delivery.c.state)
+
+
+def local_dates(engine: sa.Engine) -> dict[str, list[date]]:
+    """Each address's delivery dates (their local dates)."""
+    return _per_address(engine, delivery.c.local_date)
+
+
+def _per_address(engine: sa.Engine, column: Any) -> dict[str, list[Any]]:
+    q = sa.select(subscriber.c.email, column).join(subscriber, subscriber.c.id == delivery.c.subscriber_id)
+    out: dict[str, list[Any]] = {}
     with engine.connect() as conn:
-        for addr, state in conn.execute(q):
-            out.setdefault(addr, []).append(state)
+        for addr, value in conn.execute(q):
+            out.setdefault(addr, []).append(value)
     return out

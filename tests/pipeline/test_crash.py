@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pipeline_helpers import DAY, SECRET, delivery_states
+from smtp_server import received_by
 
 from digest.store import db
 from digest.store.tables import delivered_paper
@@ -70,14 +71,6 @@ def add_subscribers(config: Path, n: int) -> list[str]:
     )
     subprocess.run([sys.executable, "-c", code, str(config), *emails], check=True, env=env, timeout=60)
     return emails
-
-
-def received_by(server: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for m in server.messages:
-        for r in m.recipients:
-            counts[r] = counts.get(r, 0) + 1
-    return counts
 
 
 def test_a_run_killed_mid_batch_loses_nothing_and_repeats_nothing(

@@ -217,6 +217,32 @@ async def test_every_console_form_refuses_a_post_without_the_session_token(
     assert get_subscriber(console.engine, 1).status == SubscriberStatus.ACTIVE  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "path, data",
+    [
+        ("/admin/sending", {"action": "pause", "confirm": "yes"}),
+        ("/admin/subscribers/1/pause", {"confirm": "yes"}),
+    ],
+)
+async def test_a_console_form_posted_after_the_session_ended_goes_to_sign_in_and_changes_nothing(
+    console: Any, path: str, data: dict[str, str]
+) -> None:
+    from digest.models import SubscriberStatus
+    from digest.store.settings import sending_pause
+    from digest.store.subscribers import add_subscriber, get_subscriber
+
+    add_subscriber(
+        console.engine, "ada@example.org", ["diffusion"], now=console.clock(), status=SubscriberStatus.ACTIVE
+    )
+    await sign_in(console)
+    real = await token(console)
+    console.clock.advance(minutes=31)  # idle past the timeout: the token is right, the session is gone
+    answer = await console.client.post(path, data={**data, "csrf_token": real})
+    assert answer.status_code == 303 and answer.headers["location"] == "/admin/login?expired=1"
+    assert not sending_pause(console.engine).paused
+    assert get_subscriber(console.engine, 1).status == SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+
+
 async def test_another_sessions_token_does_not_fit(web_factory: Any, tmp_path: Path, sink: Any) -> None:
     config = admin_config(tmp_path, sink.port)
     one, two = await web_factory(config=config), await web_factory(config=config)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from operate_helpers import FIXTURE_DAY, received_by, serve_day, today_utc
-from pipeline_helpers import subscribe
+from operate_helpers import FIXTURE_DAY, serve_day, today_utc
+from pipeline_helpers import local_dates, subscribe
+from smtp_server import received_by
 from worker_helpers import start_worker, stop, worker_config
 
 from digest import pipeline
@@ -27,7 +28,6 @@ from digest.jobs import PLAN_TASK, REFRESH_TASK, PlanDeferrer
 from digest.scheduler import REFRESH_JOB_ID
 from digest.service import DigestService, make_scheduler
 from digest.store.papers import load_papers
-from digest.store.tables import delivery, subscriber
 
 pytestmark = pytest.mark.postgres
 
@@ -73,17 +73,6 @@ async def until(check: Callable[[], bool], what: str, logs: list[Path], timeout:
 def readers_mailed(server: Any) -> dict[str, int]:
     """Digests received per reader (admin alerts about the source left out)."""
     return {k: v for k, v in received_by(server).items() if k in READERS}
-
-
-def local_dates(engine: sa.Engine) -> dict[str, list[date]]:
-    query = sa.select(subscriber.c.email, delivery.c.local_date).join(
-        subscriber, subscriber.c.id == delivery.c.subscriber_id
-    )
-    out: dict[str, list[date]] = {}
-    with engine.connect() as conn:
-        for email, day in conn.execute(query):
-            out.setdefault(email, []).append(day)
-    return out
 
 
 async def test_a_slot_with_workers_plans_and_delivers_exactly_its_due_readers_once(

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from operate_helpers import received_by, serve_config, serve_day, start_serve, today_utc
+from operate_helpers import serve_config, serve_day, start_serve, today_utc
+from smtp_server import received_by
 from worker_helpers import (
     SlowDataHandler,
     add_subscribers,

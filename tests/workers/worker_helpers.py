@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -13,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from operate_helpers import env, serve_config
+from operate_helpers import serve_config, spawn_digest
 
 from digest.config_load import load_config
 from digest.demo.smtp_sink import SinkHandler
@@ -51,27 +50,7 @@ def worker_config(home: Path, *, hf_url: str, smtp_port: int, db_url: str, **wor
 
 def start_worker(config: Path, log_path: Path, concurrency: int = 1) -> subprocess.Popen[str]:
     """`digest worker` in its own working directory (the config's folder)."""
-    handle = log_path.open("w", encoding="utf-8")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "digest",
-            "--config",
-            str(config),
-            "worker",
-            "--concurrency",
-            str(concurrency),
-        ],
-        cwd=config.parent,
-        env=env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=handle,
-        text=True,
-    )
-    handle.close()
-    return proc
+    return spawn_digest(config, log_path, "worker", "--concurrency", str(concurrency), cwd=config.parent)
 
 
 def defer_plan(config: Path, day: date) -> None:

@@ -3,6 +3,7 @@ pause, unsubscribe, reactivate, resend today's digest, delete all data, and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -40,6 +41,19 @@ class Actions:
         )
         router.add_api_route("/sending", self.kill_switch, methods=["POST"], response_class=HTMLResponse)
 
+    def _authorised(
+        self, request: Request, csrf_token: str, refused: Callable[[Session], Response]
+    ) -> Session | Response:
+        """The signed-in session when the form's CSRF token is its own; else the answer to send back: the
+        login page when signed out, ``refused(session)`` (403, nothing changed) when the token is wrong."""
+        console = self.console
+        session = console.session(request)
+        if session is None:
+            return console.to_login(expired_notice(request))
+        if not console.sessions.csrf_ok(session, csrf_token):
+            return refused(session)
+        return session
+
     def act(
         self,
         request: Request,
@@ -50,11 +64,13 @@ class Actions:
     ) -> Response:
         """One action on one subscriber: a confirmation page first, then (with confirm=yes) the change."""
         console = self.console
-        session = console.session(request)
-        if session is None:
-            return console.to_login(expired_notice(request))
-        if not console.sessions.csrf_ok(session, csrf_token):
-            return subscriber_view(console, request, session, subscriber_id, 403, error=EXPIRED)
+        session = self._authorised(
+            request,
+            csrf_token,
+            lambda s: subscriber_view(console, request, s, subscriber_id, 403, error=EXPIRED),
+        )
+        if isinstance(session, Response):
+            return session
         action = ACTIONS_BY_NAME.get(name)
         sub = subs.record(console.engine, subscriber_id)
         if action is None or sub is None:
@@ -134,13 +150,15 @@ class Actions:
     ) -> Response:
         """Pause or release all sending (every process), after a confirmation page."""
         console = self.console
-        session = console.session(request)
-        if session is None:
-            return console.to_login(expired_notice(request))
-        if not console.sessions.csrf_ok(session, csrf_token):
-            return console.page(
-                request, session, "message.html", 403, heading="Nothing was changed", text=EXPIRED
-            )
+        session = self._authorised(
+            request,
+            csrf_token,
+            lambda s: console.page(
+                request, s, "message.html", 403, heading="Nothing was changed", text=EXPIRED
+            ),
+        )
+        if isinstance(session, Response):
+            return session
         if action not in ("pause", "release"):
             return console.page(
                 request, session, "message.html", 400, heading="Unknown action", text="Nothing was changed."
