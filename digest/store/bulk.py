@@ -1,4 +1,4 @@
-"""A group's delivery outcomes and claims, each table written by one statement with one parameter set.
+"""A group's delivery outcomes and claims, in as few statements as each database allows.
 
 Senders hand over an outcome and ask for their next claim together (``digest.store.claims``): a group is a few
 rows, and it is written for every message sent, so what counts is the number of statements and SQLAlchemy's
