@@ -65,6 +65,8 @@ class RunOptions:
     audience: frozenset[int] | None = None
     #: Fetch the source before planning new rows (a send-time slot plans from stored papers).
     fetch: bool = True
+    #: A worker hands every chunk of a run the same kit: papers, matcher and renderings are made once.
+    kit: DeliveryKit | None = None
 
     @property
     def stopping(self) -> bool:
@@ -117,13 +119,11 @@ class Delivery:
         *,
         clock: Clock = utc_now,
         options: RunOptions | None = None,
-        kit: DeliveryKit | None = None,
     ) -> None:
         self.config, self.engine, self.transport, self.report = config, engine, transport, report
         self.clock = clock
         self.options = options or RunOptions()
-        # A worker hands every chunk of a run the same kit: papers, matcher and renderings are made once.
-        self.kit = kit or DeliveryKit.for_config(config, engine)
+        self.kit = self.options.kit or DeliveryKit.for_config(config, engine)
         self.composer = self.kit.composer
         self._selection = PaperSelection(config, engine)
         #: Attempts made in this run, per row: past smtp.max_attempts a row waits for a later run.

@@ -190,8 +190,7 @@ class DigestJobs:
                 pool,
                 report,
                 clock=self.clock,
-                options=RunOptions(id_range=(first, last)),
-                kit=self._kit,
+                options=RunOptions(id_range=(first, last), kit=self._kit),
             )
             await delivery.deliver(run_ids, day)
         return report.bounced

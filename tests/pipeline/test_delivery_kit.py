@@ -57,8 +57,7 @@ async def test_the_chunks_of_a_run_share_papers_and_matcher_and_each_reader_gets
                 engine,
                 pool,
                 RunReport(run_date=run_date),
-                options=RunOptions(id_range=(first, last)),
-                kit=kit,
+                options=RunOptions(id_range=(first, last), kit=kit),
             )
             await chunk.deliver(run_ids, run_date)
             matchers.append(kit.selection(run_ids, run_date).matcher_for(()))
