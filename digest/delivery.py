@@ -266,9 +266,8 @@ class Delivery:
                 claimed = await claims.claim(job.row, handed)
                 if claimed is None:
                     continue  # another process claimed it first
-                if (
-                    self.options.stopping or batch.fatal
-                ):  # stopped while the claim was in flight: give it back
+                # Stopped while the claim was in flight: give it back.
+                if self.options.stopping or batch.fatal:
                     outbox.release(conn, [claimed], self.clock(), STOPPED)
                     break
                 in_flight = claimed

@@ -27,6 +27,7 @@ from digest.mailer import FileTransport, SmtpPool, SmtpSettings, Transport
 from digest.models import DeliveryState, RunReport, RunStatus
 from digest.outgoing import ServiceMail, alert_admin, envelope_sender
 from digest.planning import (
+    Unplanned,
     due_subscribers,
     fetch_and_store,
     fetch_cadence,
@@ -85,6 +86,8 @@ class _Run:
     owner: str
     report: RunReport
     started: float = field(default_factory=time.monotonic)
+    #: Who had no digest for the date when the run was claimed (one scan of the list, read by every step).
+    todo: Unplanned = field(default_factory=Unplanned)
 
     async def alert(self, problem: str, detail: str) -> None:
         service = ServiceMail.for_config(self.config, self.transport, self.clock)
@@ -130,7 +133,8 @@ async def run_digest(
         log.warning("marked %d abandoned run(s) of dead processes as interrupted", abandoned)
     opts = options or RunOptions()
     # A finished date is opened again only for subscribers it has no digest for yet (a later slot's).
-    reopen = bool(unplanned(engine, run_date, opts.audience))
+    todo = unplanned(engine, run_date, opts.audience)
+    reopen = bool(todo)
     try:
         claim = runs.claim_run(engine, run_date, clock(), owner, reopen=reopen)
     except RunLockedError as exc:
@@ -140,7 +144,7 @@ async def run_digest(
         return _already_finished(engine, claim.id, report, started)
     if claim.took_over:
         log.warning("taking over the unfinished run for %s", run_date)
-    run = _Run(config, engine, run_date, transport, clock, opts, claim, owner, report, started)
+    run = _Run(config, engine, run_date, transport, clock, opts, claim, owner, report, started, todo)
     # The heartbeat runs beside everything else (fetch, retry pauses, slow batches): a live run is never
     # mistaken for a dead one and taken over.
     beating = asyncio.ensure_future(_heartbeat(engine, claim.id, owner, clock))
@@ -207,7 +211,7 @@ async def _fetch_and_plan(run: _Run) -> None:
     """Plan the subscribers of the date (of the slot's audience) who have no digest for it yet, after
     fetching the widest window they need (unless the options say the papers are already stored)."""
     config, engine, run_date, options = run.config, run.engine, run.run_date, run.options
-    todo = unplanned(engine, run_date, options.audience)
+    todo = run.todo
     if options.fetch and (todo or not run.claim.planned):
         fetched = await refresh_window(config, engine, run_date, now=run.clock(), cadence=todo.cadence)
         run.report.papers_fetched = len(fetched.papers)

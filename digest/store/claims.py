@@ -24,12 +24,7 @@ from digest.store.bulk import record_and_claim
 from digest.store.db import transaction
 from digest.store.outbox import Claimed, Due, Outcome, claim_rows, claimed_rows, outcome_rows, write_outcomes
 
-__all__ = ["ClaimBatcher", "claim_many"]
-
-
-def claim_many(conn: sa.Connection, rows: Sequence[Due], now: datetime) -> dict[int, Claimed]:
-    """Claim ``rows`` in one statement on an AUTOCOMMIT connection; the rows won, by id (others are absent)."""
-    return claim_rows(conn, rows, now)
+__all__ = ["ClaimBatcher"]
 
 
 @dataclass
@@ -46,8 +41,7 @@ class ClaimBatcher:
     ``conn`` is a connection used only by this batcher (from one thread at a time); on PostgreSQL it is made
     AUTOCOMMIT (when no transaction is open on it), so that a hand-over is one statement and one round trip
     (``bulk.record_and_claim``); the rare group with a hard bounce to count is one transaction on another
-    connection of the engine. Call ``await
-    batcher.aclose()`` before closing it. A request whose caller is cancelled is still carried out (its
+    connection of the engine. Call ``await batcher.aclose()`` before closing it. A request whose caller is cancelled is still carried out (its
     outcomes must be recorded); rows claimed for such a caller are kept in ``orphans``: the caller gives them
     back (outbox.release), since nothing was sent for them. ``bounced``: subscribers the recorded hard bounces
     marked bounced.
@@ -113,8 +107,7 @@ class ClaimBatcher:
         done = [o for r in group for o in r.done]
         rows = [r.row for r in group if r.row is not None]
         if self._one_statement and not any(o.permanent_failure for o in done):
-            seen = [(r.id, str(r.state), r.attempts) for r in rows]
-            won = record_and_claim(self.conn, outcome_rows(done, now), seen, now)
+            won = record_and_claim(self.conn, outcome_rows(done, now), [r.seen for r in rows], now)
             return claimed_rows(rows, won, now), []
         with transaction(self._transactions) as conn:
             recorded = write_outcomes(conn, done, now, hard_bounce_limit=self.hard_bounce_limit)

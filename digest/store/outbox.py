@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from digest.clock import maybe_utc
 from digest.models import DeliveryState, RunStatus, SubscriberStatus
-from digest.store.bulk import OutcomeRows, claim_ids, record_rows
+from digest.store.bulk import OutcomeRows, Seen, claim_ids, record_rows
 from digest.store.db import Bind, transaction
 from digest.store.settings import sending_allowed
 from digest.store.tables import delivery, run, subscriber
@@ -45,6 +45,11 @@ class Due:
     attempts: int = 0
     first_attempt_at: datetime | None = None
     run_date: date | None = None  # the date of the digest this row belongs to
+
+    @property
+    def seen(self) -> Seen:
+        """What a claim of this row is conditional on: its id, state and attempts as read."""
+        return (self.id, str(self.state), self.attempts)
 
 
 #: Above any row id: the open end of an id range.
@@ -114,7 +119,7 @@ def claim_rows(conn: sa.Connection, rows: Sequence[Due], now: datetime) -> dict[
     or its own on an AUTOCOMMIT connection); the rows won, by id (the ones another process got are absent)."""
     if not rows:
         return {}
-    return claimed_rows(rows, claim_ids(conn, [(r.id, str(r.state), r.attempts) for r in rows], now), now)
+    return claimed_rows(rows, claim_ids(conn, [r.seen for r in rows], now), now)
 
 
 def claimed_rows(rows: Sequence[Due], won: Collection[int], now: datetime) -> dict[int, Claimed]:

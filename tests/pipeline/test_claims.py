@@ -11,7 +11,7 @@ from pipeline_helpers import DAY, NOW, subscribe
 
 from digest.models import DeliveryState
 from digest.store import outbox, planning, runs
-from digest.store.claims import ClaimBatcher, claim_many
+from digest.store.claims import ClaimBatcher
 from digest.store.settings import pause_sending
 from digest.store.tables import delivered_paper, delivery, paper, subscriber
 
@@ -35,8 +35,8 @@ def test_one_statement_claims_the_rows_as_read_and_skips_the_ones_moved_since(en
     stolen = outbox.claim_one(engine, rows[2], NOW)  # another process took this one after our read
     assert stolen is not None
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        won = claim_many(conn, rows, NOW)
-        again = claim_many(conn, rows, NOW + timedelta(seconds=1))
+        won = outbox.claim_rows(conn, rows, NOW)
+        again = outbox.claim_rows(conn, rows, NOW + timedelta(seconds=1))
     assert sorted(won) == sorted(r.id for r in rows if r.id != rows[2].id)
     assert all(c.attempts == 1 and c.first_attempt_at == NOW for c in won.values())
     assert again == {}, "a row is claimed once"
@@ -136,7 +136,7 @@ def test_a_batch_of_outcomes_is_recorded_row_by_row_correctly_in_one_statement(e
     rows = planned(engine, 4)
     store_papers(engine, "p1", "p2")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        won = claim_many(conn, rows[:3], NOW)  # the fourth stays pending: recording must not touch it
+        won = outbox.claim_rows(conn, rows[:3], NOW)  # the fourth stays pending: recording must not touch it
     later = NOW + timedelta(minutes=5)
     a, b, c = (won[r.id] for r in rows[:3])
     outbox.record_outcomes(
